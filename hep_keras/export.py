@@ -1,0 +1,122 @@
+"""Atomic model export and loading.
+
+An export directory (``saved_models/<model>/``) holds ``saved_model/`` (TF SavedModel for inference, made with
+``keras.export.ExportArchive``), ``model.keras`` (for further training) and ``metadata.json``. It is written
+into a hidden staging directory beside the target and renamed into place only when complete: a failed export
+never leaves a half-written model, and an existing export is replaced only with ``overwrite=True``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from hep_keras.errors import DataError, OutputError
+
+METADATA_FILE = "metadata.json"
+SAVED_MODEL_DIR = "saved_model"
+KERAS_FILE = "model.keras"
+
+
+def check_export_target(out_dir: Path, overwrite: bool) -> None:
+    """Fail early (before any training) when ``out_dir`` exists and may not be replaced, or cannot be made."""
+    if out_dir.exists() and not overwrite:
+        raise OutputError(f"{out_dir}: an export already exists; pass --overwrite or choose another --export-dir")
+    parent = out_dir.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OutputError(f"{parent}: cannot create export directory ({err.strerror or err})") from None
+    if not os.access(parent, os.W_OK):
+        raise OutputError(f"{parent}: export directory is not writable")
+
+
+def versions() -> dict[str, str]:
+    """Versions of the packages an export depends on."""
+    import keras
+    import tensorflow as tf
+
+    import hep_keras
+
+    return {"hep_keras": hep_keras.__version__, "keras": keras.__version__, "tensorflow": tf.__version__}
+
+
+def write_atomically(
+    out_dir: Path,
+    writer: Callable[[Path], dict[str, Any]],
+    metadata: dict[str, Any],
+    overwrite: bool = False,
+) -> Path:
+    """Run ``writer(staging_dir)`` and move the result to ``out_dir`` with ``metadata.json`` added.
+
+    ``writer`` returns extra metadata merged into ``metadata``. On any exception the staging directory is
+    removed and ``out_dir`` is untouched.
+    """
+    out_dir = Path(out_dir)
+    check_export_target(out_dir, overwrite)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
+    try:
+        extra = writer(staging) or {}
+        meta = {
+            **metadata,
+            **extra,
+            "versions": versions(),
+            "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        }
+        (staging / METADATA_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n")
+        if out_dir.exists():
+            old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
+            out_dir.rename(old)
+            staging.rename(out_dir)
+            shutil.rmtree(old)
+        else:
+            staging.rename(out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def read_metadata(export_dir: Path) -> dict[str, Any]:
+    """Read ``metadata.json`` of an export; :class:`DataError` when it is not an export directory."""
+    export_dir = Path(export_dir)
+    path = export_dir / METADATA_FILE
+    if not (export_dir / SAVED_MODEL_DIR).is_dir() or not path.is_file():
+        raise DataError(f"{export_dir}: not a hep_keras export (expected {SAVED_MODEL_DIR}/ and {METADATA_FILE})")
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise DataError(f"{path}: unreadable export metadata ({err})") from None
+
+
+def load_saved_model(export_dir: Path):
+    """Load the SavedModel of an export for inference; returns ``(loaded, metadata)``.
+
+    Needs only TensorFlow: no hep_keras model code or config is imported.
+    """
+    import tensorflow as tf
+
+    metadata = read_metadata(export_dir)
+    try:
+        loaded = tf.saved_model.load(str(Path(export_dir) / SAVED_MODEL_DIR))
+    except (OSError, ValueError, tf.errors.OpError) as err:
+        raise DataError(f"{export_dir}: cannot load SavedModel ({str(err).splitlines()[0]})") from None
+    return loaded, metadata
+
+
+def load_keras_model(export_dir: Path):
+    """Load ``model.keras`` of an export for further training (needs hep_keras importable)."""
+    import keras
+
+    import hep_keras.models  # noqa: F401  (registers the hep_keras classes)
+
+    path = Path(export_dir) / KERAS_FILE
+    if not path.is_file():
+        raise DataError(f"{export_dir}: no {KERAS_FILE} in this export")
+    return keras.saving.load_model(str(path))

@@ -1,0 +1,116 @@
+"""Run directories, the standard Keras callbacks and the distribution strategy for ``hep_keras.fit``.
+
+A run directory (default ``runs/<model>``) holds::
+
+    config.json        resolved configuration of the run
+    history.csv        per-epoch losses (CSVLogger)
+    tensorboard/       TensorBoard logs
+    backup/            BackupAndRestore state while the run is unfinished (a killed run resumes from it)
+    checkpoints/best.weights.h5   best weights so far (ModelCheckpoint on the monitored quantity)
+    figures/           PNG figures
+    metrics.json, report.md       evaluation on the test split
+    DONE               written last; a finished run is never overwritten without --overwrite
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from hep_keras.errors import ConfigError, OutputError
+
+DONE_MARKER = "DONE"
+
+
+def ensure_writable_dir(path: Path, what: str) -> Path:
+    """Create ``path`` (and parents) and check we can write in it; :class:`OutputError` otherwise."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise OutputError(f"{path}: {what} is not writable ({err.strerror or err})") from None
+    return path
+
+
+def prepare_run_dir(run_dir: Path, config: dict[str, Any], overwrite: bool) -> bool:
+    """Make ``run_dir`` ready for this run; return True when an unfinished run with the same config resumes.
+
+    A finished run (``DONE`` present) is refused unless ``overwrite``; an unfinished run with a different
+    config is refused too (resuming it with other settings would mix two runs).
+    """
+    config_path = run_dir / "config.json"
+    if run_dir.exists() and any(run_dir.iterdir()):
+        if overwrite:
+            shutil.rmtree(run_dir)
+        elif (run_dir / DONE_MARKER).exists():
+            raise OutputError(f"{run_dir}: holds a finished run; pass --overwrite or choose another --run-dir")
+        elif config_path.exists():
+            previous = json.loads(config_path.read_text())
+            if previous != json.loads(json.dumps(config)):
+                changed = sorted(k for k in config if previous.get(k) != config[k])
+                raise ConfigError(
+                    f"{run_dir}: holds an unfinished run with a different config (changed: {', '.join(changed)}); "
+                    "run the same command to resume, or pass --overwrite / another --run-dir"
+                )
+            return (run_dir / "backup").exists()
+        else:
+            raise OutputError(f"{run_dir}: exists and is not a hep_keras run directory; choose another --run-dir")
+    ensure_writable_dir(run_dir, "run directory")
+    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    return False
+
+
+def mark_done(run_dir: Path) -> None:
+    """Write the ``DONE`` marker of a finished run."""
+    (run_dir / DONE_MARKER).write_text("finished\n")
+
+
+def standard_callbacks(run_dir: Path, monitor: str, patience: int) -> list:
+    """The callbacks every run uses: resume, NaN guard, early stopping, best checkpoint, CSV, TensorBoard."""
+    import keras
+
+    (run_dir / "checkpoints").mkdir(exist_ok=True)
+    return [
+        keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
+        keras.callbacks.TerminateOnNaN(),
+        keras.callbacks.EarlyStopping(monitor=monitor, patience=patience, restore_best_weights=True),
+        keras.callbacks.ModelCheckpoint(
+            str(run_dir / "checkpoints" / "best.weights.h5"),
+            monitor=monitor,
+            save_best_only=True,
+            save_weights_only=True,
+        ),
+        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
+        keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False),
+    ]
+
+
+def make_strategy(name: str):
+    """Return the ``tf.distribute`` strategy for ``name``: default | mirrored | multi_worker | tpu.
+
+    ``multi_worker`` reads the cluster from ``TF_CONFIG``; ``tpu`` resolves the local/Cloud TPU.
+    """
+    import tensorflow as tf
+
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
+    tf.config.experimental_connect_to_cluster(resolver)
+    tf.tpu.experimental.initialize_tpu_system(resolver)
+    return tf.distribute.TPUStrategy(resolver)
+
+
+def set_precision(mixed: bool) -> None:
+    """Select the Keras dtype policy: ``mixed_float16`` (GPU) or ``float32``."""
+    import keras
+
+    keras.mixed_precision.set_global_policy("mixed_float16" if mixed else "float32")
