@@ -1,0 +1,434 @@
+"""Streaming ``tf.data`` pipeline over jet-image HDF5 files.
+
+How the reader works (and why):
+
+* The real file is gzip-compressed in large chunks along the event axis, so reading one event decompresses a
+  whole chunk. The reader therefore reads **blocks**: whole HDF5 chunk rows along axis 0 (grouped to at least
+  ~64 events; 64 events for contiguous files), each block once per epoch, through one open ``h5py.File`` per
+  reader whose chunk cache (``rdcc_nbytes``) holds a full chunk row.
+* A **split** (:func:`split_indices`) is a seeded random subset of event indices, so every split touches
+  (almost) every block: reading ``"val"`` costs about as much decompression as reading ``"all"``. If that
+  matters, ``python -m hep_keras.data prepare`` a smaller-chunked copy; chunks of 32-64 events make the waste
+  negligible.
+* Shuffling (default for ``"train"``): the block order is shuffled every epoch (seeded: deterministic, yet
+  different each epoch), then events go through a shuffle buffer (``shuffle_buffer`` events, default sized to
+  ~256 MiB of images). Without shuffling, events come in file order, i.e. in ``split_indices`` order.
+* Memory is flat in N: apart from the split index array (8 bytes per event of the split) the pipeline holds a
+  few blocks, the shuffle buffer and the prefetched batches.
+* NaN/Inf in the images are detected block by block while reading (one reduction per block) and raise
+  :class:`~hep_keras.errors.DataError` naming the file and the event range. Inside ``tf.data`` it surfaces as
+  a ``tf.errors.InvalidArgumentError`` whose message contains that line; wrap the loop (or ``model.fit``) in
+  :func:`data_errors` to get the :class:`DataError` back.
+* Distribution: by default the dataset carries ``AutoShardPolicy.DATA`` (every worker reads everything and
+  keeps its share of batches; right for ``MirroredStrategy`` and fine for a few workers). For multi-worker
+  training over big files pass ``num_shards``/``shard_index`` (or ``input_context`` from
+  ``strategy.distribute_datasets_from_function``): blocks are then dealt out to workers (block ``b`` goes to
+  shard ``b % num_shards``), each worker decompresses only its own blocks, and auto-sharding is switched off.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from hep_keras.data.schema import (
+    IMAGE_KEY,
+    REQUIRED_KEYS,
+    JetFileInfo,
+    check_finite_block,
+    inspect_jet_file,
+    open_jet_file,
+)
+from hep_keras.errors import ConfigError, DataError
+
+SPLITS = ("train", "val", "test", "all")
+DEFAULT_FRACTIONS = (0.8, 0.1, 0.1)
+SHUFFLE_BUFFER_BYTES = 256 * 2**20
+"""Default shuffle-buffer budget: ``shuffle_buffer=None`` keeps ~this many bytes of events (100..10,000)."""
+
+
+# ----------------------------------------------------------------------------------------------------- splits
+def split_indices(
+    n_events: int,
+    split: str = "train",
+    fractions: Sequence[float] = DEFAULT_FRACTIONS,
+    seed: int = 0,
+) -> np.ndarray:
+    """Event indices of one split: sorted ``np.int64`` array.
+
+    A seeded permutation of ``range(n_events)`` is cut at ``round(cumsum(fractions) * n_events)`` into
+    train / val / test: the three are disjoint, their union is ``range(n_events)``, and the result depends
+    only on ``(n_events, fractions, seed)``. ``split="all"`` returns ``arange(n_events)``.
+    """
+    _check_split(split)
+    fractions = _check_fractions(fractions)
+    n_events = int(n_events)
+    if n_events < 0:
+        raise ConfigError(f"n_events must be >= 0, got {n_events}")
+    if split == "all":
+        return np.arange(n_events, dtype=np.int64)
+    bounds = np.round(np.cumsum(fractions) * n_events).astype(np.int64)
+    bounds[-1] = n_events
+    start, stop = ([0, *bounds[:-1]][SPLITS.index(split)], bounds[SPLITS.index(split)])
+    perm = np.random.default_rng(seed).permutation(n_events)
+    return np.sort(perm[start:stop]).astype(np.int64)
+
+
+def _check_split(split: str) -> None:
+    if split not in SPLITS:
+        raise ConfigError(f"split must be one of {', '.join(SPLITS)}; got {split!r}")
+
+
+def _check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:
+    values = tuple(float(f) for f in fractions)
+    if len(values) != 3 or min(values) < 0 or abs(sum(values) - 1.0) > 1e-6:
+        raise ConfigError(
+            f"fractions must be 3 non-negative numbers (train, val, test) summing to 1; got {values}"
+        )
+    return values
+
+
+# ----------------------------------------------------------------------------------------------- block plan
+@dataclass(frozen=True)
+class _BlockPlan:
+    """Which rows of which chunk-aligned blocks to read.
+
+    ``index`` is the sorted array of wanted event indices (``None`` = every event below ``n_events``).
+    Block ``b`` covers events ``[b * block_events, min((b + 1) * block_events, n_events))``.
+    """
+
+    n_events: int
+    block_events: int
+    index: np.ndarray | None
+
+    @property
+    def n_blocks(self) -> int:
+        return -(-self.n_events // self.block_events)
+
+    def counts(self) -> np.ndarray:
+        """Number of wanted events in every block, shape ``(n_blocks,)``."""
+        starts = np.arange(self.n_blocks, dtype=np.int64) * self.block_events
+        stops = np.minimum(starts + self.block_events, self.n_events)
+        if self.index is None:
+            return stops - starts
+        return np.searchsorted(self.index, stops) - np.searchsorted(self.index, starts)
+
+    def bounds(self, block: int) -> tuple[int, int]:
+        start = int(block) * self.block_events
+        return start, min(start + self.block_events, self.n_events)
+
+    def rows(self, block: int) -> tuple[int, int, np.ndarray | None]:
+        """``(start, stop, local_rows)``; ``local_rows`` is ``None`` when every row of the block is wanted."""
+        start, stop = self.bounds(block)
+        if self.index is None:
+            return start, stop, None
+        lo, hi = np.searchsorted(self.index, [start, stop])
+        if hi - lo == stop - start:
+            return start, stop, None
+        return start, stop, self.index[lo:hi] - start
+
+
+def _cache_bytes(dset: h5py.Dataset) -> int:
+    """Chunk-cache size holding one full chunk row of ``dset`` (plus slack), at least 4 MiB."""
+    if dset.chunks is None:
+        return 4 * 2**20
+    row = dset.chunks[0] * int(np.prod(dset.shape[1:], dtype=np.int64)) * dset.dtype.itemsize
+    return max(4 * 2**20, int(row * 1.25) + 2**20)
+
+
+class _BlockReader:
+    """Reads the wanted rows of one block from an open ``h5py.File`` (opened lazily, once per reader).
+
+    Outputs float32 arrays, one per field: images ``(k, H', W', 3)`` (centrally cropped to ``crop``), other
+    fields ``(k,) + trailing shape``, where ``k`` is the number of wanted events in the block.
+    """
+
+    def __init__(
+        self, path: Path, fields: tuple[str, ...], plan: _BlockPlan, crop: int | None, cache_bytes: int
+    ):
+        self.path = path
+        self.fields = fields
+        self.plan = plan
+        self.crop = crop
+        self.cache_bytes = cache_bytes
+        self._handle: h5py.File | None = None
+        self._lock = threading.Lock()
+
+    def _datasets(self) -> list[h5py.Dataset]:
+        with self._lock:
+            if self._handle is None:
+                self._handle = open_jet_file(self.path, cache_bytes=self.cache_bytes)
+        return [self._handle[field] for field in self.fields]
+
+    def __call__(self, block) -> list[np.ndarray]:
+        start, stop, rows = self.plan.rows(int(block))
+        out = []
+        for field, dset in zip(self.fields, self._datasets(), strict=True):
+            values = dset[start:stop]
+            if field == IMAGE_KEY:
+                values = _central_crop(values, self.crop)
+            if rows is not None:
+                values = values[rows]
+            events = start if rows is None else rows + start
+            check_finite_block(self.path, field, values, events)
+            out.append(np.ascontiguousarray(values, dtype=np.float32))
+        return out
+
+    def close(self) -> None:
+        with self._lock:
+            if self._handle is not None:
+                self._handle.close()
+                self._handle = None
+
+    def __del__(self):
+        with contextlib.suppress(Exception):
+            self.close()
+
+
+def _central_crop(images: np.ndarray, crop: int | None) -> np.ndarray:
+    """Central ``crop x crop`` window of ``(k, H, W, C)`` images (offset ``(H - crop) // 2``)."""
+    if crop is None:
+        return images
+    h0 = (images.shape[1] - crop) // 2
+    w0 = (images.shape[2] - crop) // 2
+    return images[:, h0 : h0 + crop, w0 : w0 + crop, :]
+
+
+def _check_crop(crop: int | None, info: JetFileInfo) -> int | None:
+    if crop is None:
+        return None
+    h, w, _ = info.image_shape
+    if int(crop) != crop or not 1 <= crop <= min(h, w):
+        raise ConfigError(
+            f"crop must be an integer in [1, {min(h, w)}] for {info.path} ({h}x{w}); got {crop}"
+        )
+    return int(crop)
+
+
+def _check_fields(fields: Sequence[str]) -> tuple[str, ...]:
+    fields = (fields,) if isinstance(fields, str) else tuple(fields)
+    if not fields or len(set(fields)) != len(fields):
+        raise ConfigError(f"fields must be a non-empty list of distinct dataset names; got {fields}")
+    return fields
+
+
+def _inspect_for(path, fields: tuple[str, ...]) -> JetFileInfo:
+    require = tuple(dict.fromkeys((*REQUIRED_KEYS, *fields)))
+    return inspect_jet_file(path, require=require)
+
+
+def _field_shapes(path: Path, fields: tuple[str, ...], crop: int | None) -> list[tuple]:
+    """Per-event shapes of the fields (images cropped)."""
+    with open_jet_file(path) as handle:
+        shapes = [tuple(int(s) for s in handle[field].shape[1:]) for field in fields]
+    return [
+        (crop, crop, s[2]) if field == IMAGE_KEY and crop else s
+        for field, s in zip(fields, shapes, strict=True)
+    ]
+
+
+def _effective_events(info: JetFileInfo, max_events: int | None) -> int:
+    if max_events is None:
+        return info.n_events
+    if int(max_events) < 1:
+        raise ConfigError(f"max_events must be >= 1, got {max_events}")
+    return min(info.n_events, int(max_events))
+
+
+# ------------------------------------------------------------------------------------------------ jet_images
+def jet_images(
+    path: str | os.PathLike,
+    split: str = "train",
+    batch_size: int = 64,
+    fields: Sequence[str] = (IMAGE_KEY,),
+    shuffle: bool | None = None,
+    seed: int = 0,
+    fractions: Sequence[float] = DEFAULT_FRACTIONS,
+    max_events: int | None = None,
+    shuffle_buffer: int | None = None,
+    drop_remainder: bool = False,
+    repeat: bool = False,
+    crop: int | None = None,
+    cache_bytes: int | None = None,
+    num_parallel_reads: int = 1,
+    num_shards: int = 1,
+    shard_index: int = 0,
+    input_context=None,
+):
+    """Stream one split of a jet-image file as batches (a ``tf.data.Dataset``).
+
+    Args:
+        path: HDF5 file in the schema of :mod:`hep_keras.data.schema` (validated first).
+        split: ``"train"``, ``"val"``, ``"test"`` or ``"all"`` (see :func:`split_indices`).
+        batch_size: events per batch (the last batch may be short unless ``drop_remainder``).
+        fields: datasets to yield. ``("X_jets",)`` yields a float32 tensor ``(batch, H, W, 3)`` in GeV;
+            several fields yield a tuple in this order, e.g. ``("X_jets", "y")`` -> (images, labels), every
+            element float32 (``y`` as 0.0 / 1.0, ``m0``/``pt`` in GeV, shape ``(batch,)``).
+        shuffle: shuffle blocks per epoch and events in a buffer; default True for ``"train"`` only.
+        seed: seeds the split and the shuffling (order is also a function of ``tf.random.set_seed``).
+        fractions: (train, val, test) fractions for the split.
+        max_events: use only the first ``max_events`` events of the file, before splitting (quick runs).
+        shuffle_buffer: events in the shuffle buffer; default ~256 MiB worth (between 100 and 10,000).
+        drop_remainder: drop the last short batch (error if the split has fewer events than one batch).
+        repeat: repeat forever (reshuffling every epoch); otherwise the dataset has a known cardinality.
+        crop: central ``crop x crop`` window of the images, taken in the reader.
+        cache_bytes: HDF5 chunk-cache size of the reader; default one chunk row of ``X_jets`` + 25 %.
+        num_parallel_reads: blocks read concurrently (h5py serialises decompression, so 1 is usually best).
+        num_shards, shard_index: read only the blocks ``b`` with ``b % num_shards == shard_index``
+            (multi-worker training); ``input_context`` (a ``tf.distribute.InputContext``) sets both.
+
+    Returns:
+        ``tf.data.Dataset`` of float32 tensors (or tuples of them), prefetched, with known cardinality when
+        ``repeat`` is False.
+
+    Raises:
+        DataError: the file fails the schema check, a split/shard is empty or smaller than a batch with
+            ``drop_remainder``, (while iterating) NaN/Inf in the images.
+        ConfigError: invalid split, fractions, batch size, crop or fields.
+    """
+    import tensorflow as tf
+
+    _check_split(split)
+    fields = _check_fields(fields)
+    if int(batch_size) < 1:
+        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+    if input_context is not None:
+        num_shards, shard_index = input_context.num_input_pipelines, input_context.input_pipeline_id
+    if not 0 <= shard_index < num_shards:
+        raise ConfigError(f"shard_index must be in [0, {num_shards}); got {shard_index}")
+    path = Path(path)
+    info = _inspect_for(path, fields)
+    crop = _check_crop(crop, info)
+    shuffle = (split == "train") if shuffle is None else bool(shuffle)
+
+    n_events = _effective_events(info, max_events)
+    index = None if split == "all" else split_indices(n_events, split, fractions, seed)
+    plan = _BlockPlan(n_events=n_events, block_events=info.block_events, index=index)
+    counts = plan.counts()
+    blocks = np.arange(plan.n_blocks, dtype=np.int64)
+    blocks = blocks[(blocks % num_shards == shard_index) & (counts > 0)]
+    n_split = int(counts[blocks].sum())
+    where = f"{path}: split '{split}'" + (f" shard {shard_index}/{num_shards}" if num_shards > 1 else "")
+    if n_split == 0:
+        raise DataError(f"{where} has no events (file has {info.n_events}, using {n_events})")
+    if drop_remainder and n_split < batch_size:
+        raise DataError(
+            f"{where} has {n_split} events, fewer than one batch of {batch_size} (drop_remainder)"
+        )
+
+    shapes = _field_shapes(path, fields, crop)
+    event_bytes = 4 * sum(int(np.prod(s, dtype=np.int64)) for s in shapes)
+    if shuffle_buffer is None:
+        shuffle_buffer = int(np.clip(SHUFFLE_BUFFER_BYTES // max(event_bytes, 1), 100, 10_000))
+    reader = _BlockReader(path, fields, plan, crop, cache_bytes or _cache_bytes_for(path))
+
+    def read_block(block):
+        outs = tf.numpy_function(reader, [block], Tout=[tf.float32] * len(fields), stateful=False)
+        for tensor, shape in zip(outs, shapes, strict=True):
+            tensor.set_shape((None, *shape))
+        return outs[0] if len(fields) == 1 else tuple(outs)
+
+    ds = tf.data.Dataset.from_tensor_slices(blocks)
+    if shuffle:
+        ds = ds.shuffle(len(blocks), seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        ds = ds.repeat()
+    parallel = tf.data.AUTOTUNE if num_parallel_reads is None else int(num_parallel_reads)
+    ds = ds.map(read_block, num_parallel_calls=parallel, deterministic=True)
+    ds = ds.unbatch()
+    if shuffle:
+        ds = ds.shuffle(int(shuffle_buffer), seed=seed + 1, reshuffle_each_iteration=True)
+    ds = ds.batch(int(batch_size), drop_remainder=bool(drop_remainder))
+    if not repeat:
+        n_batches = n_split // batch_size if drop_remainder else -(-n_split // batch_size)
+        ds = ds.apply(tf.data.experimental.assert_cardinality(n_batches))
+    ds = ds.prefetch(tf.data.AUTOTUNE)
+    return ds.with_options(_options(tf, sharded=num_shards > 1))
+
+
+def _cache_bytes_for(path: Path) -> int:
+    with open_jet_file(path) as handle:
+        return _cache_bytes(handle[IMAGE_KEY])
+
+
+def _options(tf, sharded: bool):
+    options = tf.data.Options()
+    policy = tf.data.experimental.AutoShardPolicy
+    options.experimental_distribute.auto_shard_policy = policy.OFF if sharded else policy.DATA
+    return options
+
+
+# ----------------------------------------------------------------------------------------------- read_events
+def read_events(
+    path: str | os.PathLike,
+    indices: Sequence[int] | np.ndarray,
+    fields: Sequence[str] = (IMAGE_KEY, "y", "m0", "pt"),
+    crop: int | None = None,
+    cache_bytes: int | None = None,
+) -> dict[str, np.ndarray]:
+    """Read given events into memory (for evaluation): ``{field: float32 array}`` in the order of ``indices``.
+
+    ``X_jets`` is ``(len(indices), H, W, 3)`` in GeV (or ``crop x crop``), scalars are ``(len(indices),)``.
+    Reads are chunk-aligned: every block that holds at least one requested event is decompressed once.
+    Memory is the size of the result plus one block.
+    """
+    fields = _check_fields(fields)
+    path = Path(path)
+    info = _inspect_for(path, fields)
+    crop = _check_crop(crop, info)
+    wanted = np.asarray(indices, dtype=np.int64).ravel()
+    if wanted.size and (wanted.min() < 0 or wanted.max() >= info.n_events):
+        raise DataError(
+            f"{path}: event indices must be in [0, {info.n_events}); got {wanted.min()}..{wanted.max()}"
+        )
+    unique, inverse = np.unique(wanted, return_inverse=True)
+    plan = _BlockPlan(n_events=info.n_events, block_events=info.block_events, index=unique)
+    shapes = _field_shapes(path, fields, crop)
+    out = [np.empty((unique.size, *shape), dtype=np.float32) for shape in shapes]
+    reader = _BlockReader(path, fields, plan, crop, cache_bytes or _cache_bytes_for(path))
+    try:
+        done = 0
+        for block in np.flatnonzero(plan.counts()):
+            for target, values in zip(out, reader(block), strict=True):
+                target[done : done + len(values)] = values
+            done += len(values)
+    finally:
+        reader.close()
+    if not _is_sorted(wanted):  # duplicates or unsorted: expand to the requested order
+        out = [values[inverse] for values in out]
+    return dict(zip(fields, out, strict=True))
+
+
+def _is_sorted(values: np.ndarray) -> bool:
+    return bool(np.all(values[1:] > values[:-1]))
+
+
+# ------------------------------------------------------------------------------------------------ errors
+_DATA_ERROR = re.compile(r"DataError: ([^\n]*)")
+
+
+@contextlib.contextmanager
+def data_errors() -> Iterator[None]:
+    """Turn a :class:`DataError` raised inside the ``tf.data`` reader back into a :class:`DataError`.
+
+    TensorFlow wraps Python exceptions raised while iterating into ``tf.errors.InvalidArgumentError``; use
+    ``with data_errors(): model.fit(ds, ...)`` (or around a ``for batch in ds`` loop) so that CLIs report the
+    one-line message (file and event range) instead of a TensorFlow traceback.
+    """
+    import tensorflow as tf
+
+    try:
+        yield
+    except tf.errors.OpError as err:
+        match = _DATA_ERROR.search(str(err.message))
+        if match is None:
+            raise
+        raise DataError(match.group(1).strip()) from err
