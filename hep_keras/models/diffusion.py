@@ -1,0 +1,483 @@
+"""Conditional denoising-diffusion model for jet images (GeV in, GeV out).
+
+:class:`JetDiffusion` follows keras.io ``examples/generative/ddim.py`` (Keras 3): a subclassed model with its own
+``train_step`` / ``test_step``, loss trackers created in ``__init__`` and listed in ``metrics``, and an EMA copy
+of the denoiser used for sampling, test loss and reconstruction. Unlike the example it has no module-global
+hyperparameters: every shape comes from the constructor or ``ops.shape(x)``.
+
+Pipeline inside the model (all invertible, so the exported graph takes and returns GeV):
+
+1. :class:`JetIntensityTransform` — per channel ``y = 2 · log1p(x / s_c) / m_c - 1`` with ``s_c`` (GeV) the
+   median non-zero pixel value of the training split and ``m_c = log1p(max_c / s_c)``; empty pixels map to
+   ``-1`` and the hottest training pixel to ``+1``. Its inverse is exact; values below ``-1`` (which no image
+   produces) are clamped to 0 GeV, and outputs of the generator below a per-channel zero-suppression
+   threshold (GeV, half the 1st percentile of non-zero training pixels) are set to 0, like a detector's
+   zero suppression.
+2. Constant padding (value ``-1`` = 0 GeV) from ``image_size`` to a multiple of ``2 ** (len(widths) - 1)``
+   (125 → 128); never a resize, which would change the energy. Outputs are cropped back; the padded border is
+   excluded from the loss.
+3. The variance-preserving forward process ``x_t = α(t) x_0 + σ(t) ε``, ``α² + σ² = 1``, ``t ∈ [0, 1]`` with
+   :func:`diffusion_schedule` (``"cosine"``: α = cos(t · arccos(α_min)); ``"linear"``: the DDPM linear β from
+   1e-4 to 0.02 over 1000 steps in continuous time). The denoiser (:func:`hep_keras.models.unet.build_unet`)
+   predicts ε (``prediction="epsilon"``) or v = α ε − σ x_0 (``prediction="v"``).
+4. Label conditioning (0 = quark, 1 = gluon) with label dropout to the null label 2 during training, so that
+   classifier-free guidance ``out = out_null + w (out_label - out_null)`` works at sampling time (``w = 1`` is
+   plain conditional sampling and costs one network evaluation per step; any other ``w`` costs two).
+
+Sampling is DDIM (``eta = 0`` deterministic, ``eta = 1`` equals ancestral DDPM sampling with the posterior
+variance) on a uniform grid of ``steps`` times; noise is drawn with stateless seeds ``(seed, step)`` so the
+same seed gives identical events. Reconstruction is deterministic DDIM inversion (image → noise → image) or
+partial noising to ``t = strength`` followed by denoising (SDEdit).
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import layers, ops
+
+from hep_keras.models.unet import build_unet
+
+SCHEDULES = ("cosine", "linear")
+PREDICTIONS = ("epsilon", "v")
+NULL_LABEL = 2
+#: range the predicted clean image is clipped to while sampling (normalised units; -1 = 0 GeV)
+X0_CLIP = (-1.0, 1.5)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# noise schedule
+# ---------------------------------------------------------------------------------------------------------
+def diffusion_schedule(
+    t,
+    kind: str = "cosine",
+    min_signal_rate: float = 0.02,
+    beta_min: float = 1e-4,
+    beta_max: float = 0.02,
+    num_timesteps: int = 1000,
+):
+    """Noise and signal rates ``(σ(t), α(t))`` of the variance-preserving process, pure ``keras.ops``.
+
+    Args:
+        t: diffusion times in [0, 1], any shape.
+        kind: ``"cosine"`` — α = cos(t · arccos(min_signal_rate)), so α(0) = 1, α(1) = ``min_signal_rate``;
+            ``"linear"`` — ᾱ(t) = exp(-(β_min T t + ½ (β_max - β_min) T t²)), the continuous-time limit of the
+            DDPM linear β schedule with T = ``num_timesteps`` (α(0) = 1, α(1)² ≈ 4.3e-5 for the defaults).
+    Returns:
+        ``(noise_rates, signal_rates)`` with the shape of ``t``; ``noise² + signal² = 1``, σ increasing in t.
+    """
+    t = ops.cast(t, "float32")
+    if kind == "cosine":
+        angles = t * math.acos(min_signal_rate)
+        return ops.sin(angles), ops.cos(angles)
+    if kind == "linear":
+        integral = beta_min * num_timesteps * t + 0.5 * (beta_max - beta_min) * num_timesteps * ops.square(t)
+        alpha_bar = ops.exp(-integral)
+        return ops.sqrt(1.0 - alpha_bar), ops.sqrt(alpha_bar)
+    raise ValueError(f"unknown schedule {kind!r}; choose one of {SCHEDULES}")
+
+
+def _stateless_normal(shape, seed, counter):
+    """Standard normal noise from the stateless seed pair ``(seed, counter)`` (same pair → same numbers)."""
+    pair = tf.stack([tf.cast(seed, tf.int64), tf.cast(counter, tf.int64)])
+    return tf.random.stateless_normal(shape, seed=pair, dtype=tf.float32)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# intensity transform
+# ---------------------------------------------------------------------------------------------------------
+def fit_intensity_transform(images: np.ndarray, zero_quantile: float = 1.0) -> dict[str, list[float]]:
+    """Fit :class:`JetIntensityTransform` parameters on training images ``(N, H, W, C)`` in GeV.
+
+    Returns ``{"scales": s_c, "log_max": m_c, "thresholds": z_c}`` per channel: ``s_c`` the median non-zero
+    pixel (GeV), ``m_c = log1p(max / s_c)`` and ``z_c`` half the ``zero_quantile``-th percentile of the
+    non-zero pixels (GeV). A channel without any non-zero pixel gets ``s = 1, m = 1, z = 0``.
+    """
+    scales, log_max, thresholds = [], [], []
+    for c in range(images.shape[-1]):
+        values = images[..., c]
+        values = values[values > 0]
+        if values.size == 0:
+            scales.append(1.0), log_max.append(1.0), thresholds.append(0.0)
+            continue
+        s = float(np.median(values))
+        scales.append(s)
+        log_max.append(float(np.log1p(values.max() / s)))
+        thresholds.append(float(0.5 * np.percentile(values, zero_quantile)))
+    return {"scales": scales, "log_max": log_max, "thresholds": thresholds}
+
+
+@keras.saving.register_keras_serializable(package="hep_keras")
+class JetIntensityTransform(layers.Layer):
+    """Per-channel ``y = 2 log1p(x / s_c) / m_c - 1`` (GeV → about [-1, 1]) with an exact inverse.
+
+    ``call(x)``: (..., C) GeV → normalised; ``inverse(y)``: normalised → GeV with values below 0 GeV clamped to 0
+    (only inputs ``y < -1`` give negative energies; real images never do). ``to_energy(y)`` additionally sets
+    pixels below ``thresholds`` (GeV) to 0 — the zero suppression applied to generated/reconstructed images.
+    """
+
+    def __init__(self, scales, log_max, thresholds=None, **kwargs):
+        super().__init__(**kwargs)
+        self.scales = [float(s) for s in scales]
+        self.log_max = [float(m) for m in log_max]
+        self.thresholds = [float(z) for z in (thresholds or [0.0] * len(self.scales))]
+        if not (len(self.scales) == len(self.log_max) == len(self.thresholds)):
+            raise ValueError("scales, log_max and thresholds need one value per channel")
+        if min(self.scales) <= 0 or min(self.log_max) <= 0:
+            raise ValueError("scales and log_max must be > 0")
+
+    def call(self, x):
+        x = ops.maximum(ops.cast(x, "float32"), 0.0)
+        return 2.0 * ops.log1p(x / ops.array(self.scales)) / ops.array(self.log_max) - 1.0
+
+    def inverse(self, y):
+        """Exact inverse of ``call`` on [-1, ∞); negative energies (from y < -1) are clamped to 0 GeV."""
+        x = ops.array(self.scales) * ops.expm1((ops.cast(y, "float32") + 1.0) * 0.5 * ops.array(self.log_max))
+        return ops.maximum(x, 0.0)
+
+    def to_energy(self, y):
+        """``inverse`` followed by zero suppression: pixels below ``thresholds`` (GeV) become 0."""
+        x = self.inverse(y)
+        return ops.where(x < ops.array(self.thresholds), 0.0, x)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "scales": self.scales,
+            "log_max": self.log_max,
+            "thresholds": self.thresholds,
+        }
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the model
+# ---------------------------------------------------------------------------------------------------------
+@keras.saving.register_keras_serializable(package="hep_keras")
+class JetDiffusion(keras.Model):
+    """Conditional diffusion model of jet images; see the module docstring for the full description.
+
+    Args:
+        image_size: side of the square images the model sees (125 for full images, or a central crop).
+        channels: image channels (3: Tracks, ECAL, HCAL).
+        widths, blocks_per_level, attention, embed_dim, dropout: U-Net settings (:func:`build_unet`).
+        prediction: ``"v"`` or ``"epsilon"``.
+        schedule: ``"cosine"`` or ``"linear"`` (:func:`diffusion_schedule`); ``min_signal_rate`` for cosine.
+        label_dropout: probability of replacing the label by the null label in training.
+        ema: EMA decay of the sampling network (with warm-up ``min(ema, (1 + n) / (10 + n))`` at step n).
+        scales, log_max, thresholds: :class:`JetIntensityTransform` parameters (one per channel).
+        seed: seed of the training noise.
+    """
+
+    def __init__(
+        self,
+        image_size: int = 32,
+        channels: int = 3,
+        widths=(16, 32, 64),
+        blocks_per_level: int = 1,
+        attention: bool = True,
+        embed_dim: int = 64,
+        dropout: float = 0.0,
+        prediction: str = "v",
+        schedule: str = "cosine",
+        min_signal_rate: float = 0.02,
+        label_dropout: float = 0.1,
+        ema: float = 0.999,
+        scales=(1.0, 1.0, 1.0),
+        log_max=(5.0, 5.0, 5.0),
+        thresholds=None,
+        seed: int = 0,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if prediction not in PREDICTIONS:
+            raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
+        if schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
+        # === Config ===
+        self.image_size = int(image_size)
+        self.channels = int(channels)
+        self.widths = [int(w) for w in widths]
+        self.blocks_per_level = int(blocks_per_level)
+        self.attention = bool(attention)
+        self.embed_dim = int(embed_dim)
+        self.dropout = float(dropout)
+        self.prediction = prediction
+        self.schedule = schedule
+        self.min_signal_rate = float(min_signal_rate)
+        self.label_dropout = float(label_dropout)
+        self.ema = float(ema)
+        self.seed = int(seed)
+        factor = 2 ** (len(self.widths) - 1)
+        self.padded_size = -(-self.image_size // factor) * factor
+        self.pad_before = (self.padded_size - self.image_size) // 2
+        self.pad_after = self.padded_size - self.image_size - self.pad_before
+
+        # === Layers ===
+        self.transform = JetIntensityTransform(scales, log_max, thresholds, name="intensity_transform")
+        unet_args = {
+            "image_shape": (self.padded_size, self.padded_size, self.channels),
+            "widths": tuple(self.widths),
+            "blocks_per_level": self.blocks_per_level,
+            "attention": self.attention,
+            "embed_dim": self.embed_dim,
+            "num_classes": NULL_LABEL,
+            "dropout": self.dropout,
+        }
+        self.network = build_unet(**unet_args, name="network")
+        self.ema_network = build_unet(**unet_args, name="ema_network")
+        self.ema_network.set_weights(self.network.get_weights())
+        self.ema_network.trainable = False  # updated by EMA in train_step, never by the optimizer
+        self.seed_generator = keras.random.SeedGenerator(self.seed)
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        mask = np.zeros((1, self.padded_size, self.padded_size, 1), "float32")
+        inner = slice(self.pad_before, self.pad_before + self.image_size)
+        mask[:, inner, inner, :] = 1.0
+        self._loss_mask = mask
+        self.build((None, self.image_size, self.image_size, self.channels))
+
+    # --- Keras plumbing -------------------------------------------------------------------------------
+    def build(self, input_shape):
+        """Build every sublayer. The U-Nets are functional (built at construction); the transform has no
+        weights; building it here keeps the model "built" so ``.keras`` files reload its weights."""
+        self.transform.build(input_shape)
+        self.built = True
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker]
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "image_size": self.image_size,
+            "channels": self.channels,
+            "widths": list(self.widths),
+            "blocks_per_level": self.blocks_per_level,
+            "attention": self.attention,
+            "embed_dim": self.embed_dim,
+            "dropout": self.dropout,
+            "prediction": self.prediction,
+            "schedule": self.schedule,
+            "min_signal_rate": self.min_signal_rate,
+            "label_dropout": self.label_dropout,
+            "ema": self.ema,
+            "scales": list(self.transform.scales),
+            "log_max": list(self.transform.log_max),
+            "thresholds": list(self.transform.thresholds),
+            "seed": self.seed,
+        }
+
+    def call(self, inputs, training=False):
+        """Raw denoiser output of the EMA network.
+
+        ``inputs = [noisy (N, P, P, C) normalised and padded (P = padded_size), times (N,), labels (N,)]``.
+        """
+        noisy, times, labels = inputs
+        return self.ema_network([noisy, times, ops.cast(labels, "int32")], training=training)
+
+    # --- transforms -----------------------------------------------------------------------------------
+    def schedule_rates(self, t):
+        """``(σ(t), α(t))`` of this model's schedule (see :func:`diffusion_schedule`)."""
+        return diffusion_schedule(t, self.schedule, self.min_signal_rate)
+
+    def normalize(self, images):
+        """GeV ``(N, S, S, C)`` (S = ``image_size``) → normalised, padded ``(N, P, P, C)``."""
+        y = self.transform(images)
+        pad = [[0, 0], [self.pad_before, self.pad_after], [self.pad_before, self.pad_after], [0, 0]]
+        return ops.pad(y, pad, constant_values=-1.0)
+
+    def crop(self, y):
+        """Remove the padding: ``(N, P, P, C)`` → ``(N, S, S, C)``."""
+        start = self.pad_before
+        return y[:, start : start + self.image_size, start : start + self.image_size, :]
+
+    def denormalize(self, y):
+        """Normalised, padded ``(N, P, P, C)`` → GeV ``(N, S, S, C)`` with zero suppression."""
+        return self.transform.to_energy(self.crop(y))
+
+    # --- training -------------------------------------------------------------------------------------
+    def _targets(self, images, noises, noise_rates, signal_rates):
+        return noises if self.prediction == "epsilon" else signal_rates * noises - noise_rates * images
+
+    def diffusion_loss(self, images, labels, network, training: bool):
+        """Masked MSE between the network output and the ε / v target at random times.
+
+        ``images`` normalised and padded (N, P, P, C); ``labels`` (N,) int32 in {0, 1}.
+        """
+        batch = ops.shape(images)[0]
+        noises = keras.random.normal(ops.shape(images), seed=self.seed_generator)
+        times = keras.random.uniform((batch,), seed=self.seed_generator)
+        noise_rates, signal_rates = self.schedule_rates(ops.reshape(times, (-1, 1, 1, 1)))
+        noisy = signal_rates * images + noise_rates * noises
+        if training and self.label_dropout > 0:
+            drop = keras.random.uniform((batch,), seed=self.seed_generator) < self.label_dropout
+            labels = ops.where(drop, NULL_LABEL, labels)
+        outputs = network([noisy, times, labels], training=training)
+        target = self._targets(images, noises, noise_rates, signal_rates)
+        mask = ops.convert_to_tensor(self._loss_mask)
+        per_pixel = ops.square(outputs - target) * mask
+        return ops.sum(per_pixel) / (ops.cast(batch, "float32") * ops.sum(mask) * self.channels)
+
+    def _unpack(self, data):
+        images, labels = data[0], data[1]
+        return self.normalize(images), ops.cast(ops.reshape(labels, (-1,)), "int32")
+
+    def train_step(self, data):
+        images, labels = self._unpack(data)
+        with tf.GradientTape() as tape:
+            loss = self.diffusion_loss(images, labels, self.network, training=True)
+        grads = tape.gradient(loss, self.network.trainable_weights)
+        self.optimizer.apply_gradients(zip(grads, self.network.trainable_weights, strict=True))
+        step = ops.cast(self.optimizer.iterations, "float32")
+        decay = ops.minimum(self.ema, (1.0 + step) / (10.0 + step))
+        for weight, ema_weight in zip(self.network.weights, self.ema_network.weights, strict=True):
+            ema_weight.assign(decay * ema_weight + (1.0 - decay) * weight)
+        self.loss_tracker.update_state(loss)
+        return {m.name: m.result() for m in self.metrics}
+
+    def test_step(self, data):
+        """Validation loss of the EMA network (the one used for sampling)."""
+        images, labels = self._unpack(data)
+        self.loss_tracker.update_state(self.diffusion_loss(images, labels, self.ema_network, training=False))
+        return {m.name: m.result() for m in self.metrics}
+
+    # --- denoising ------------------------------------------------------------------------------------
+    def _network_output(self, noisy, times, labels, guidance):
+        """EMA-network output with classifier-free guidance ``null + w (cond - null)``; one evaluation if w = 1."""
+
+        def conditional():
+            return self.ema_network([noisy, times, labels], training=False)
+
+        def guided():
+            both = self.ema_network(
+                [
+                    ops.concatenate([noisy, noisy], 0),
+                    ops.concatenate([times, times], 0),
+                    ops.concatenate([labels, ops.full_like(labels, NULL_LABEL)], 0),
+                ],
+                training=False,
+            )
+            cond, null = ops.split(both, 2, axis=0)
+            return null + guidance * (cond - null)
+
+        if isinstance(guidance, int | float):
+            return conditional() if guidance == 1 else guided()
+        return ops.cond(ops.equal(guidance, 1.0), conditional, guided)
+
+    def denoise(self, noisy, t, labels, guidance=1.0, clip: bool = False):
+        """Predicted noise and clean image ``(ε̂, x̂0)`` at a common time ``t`` (scalar) for normalised padded
+        ``noisy`` (N, P, P, C). ``clip`` clips x̂0 to :data:`X0_CLIP` (ε̂ is then recomputed)."""
+        batch = ops.shape(noisy)[0]
+        times = ops.full((batch,), t, dtype="float32")
+        noise_rate, signal_rate = self.schedule_rates(t)
+        out = self._network_output(noisy, times, labels, guidance)
+        if self.prediction == "epsilon":
+            pred_noise = out
+            pred_image = (noisy - noise_rate * out) / signal_rate
+        else:
+            pred_image = signal_rate * noisy - noise_rate * out
+            pred_noise = noise_rate * noisy + signal_rate * out
+        if clip:
+            pred_image = ops.clip(pred_image, *X0_CLIP)
+            if self.prediction == "v":  # for ε-prediction ε̂ is the network output; keep it
+                pred_noise = (noisy - signal_rate * pred_image) / ops.maximum(noise_rate, 1e-6)
+        return pred_noise, pred_image
+
+    def ddim_step(self, x, t, t_next, labels, guidance=1.0, eta=0.0, noise=None, clip=True):
+        """One DDIM update from time ``t`` to ``t_next`` (either direction; η only when ``t_next < t``).
+
+        ``x_next = α' x̂0 + sqrt(σ'² - s²) ε̂ + s z`` with ``s = η sqrt(σ'²/σ² · (1 - α²/α'²))``; η = 1 gives the
+        DDPM posterior q(x_{t'} | x_t, x̂0).
+        """
+        pred_noise, pred_image = self.denoise(x, t, labels, guidance, clip)
+        noise_rate, signal_rate = self.schedule_rates(t)
+        next_noise_rate, next_signal_rate = self.schedule_rates(t_next)
+        if noise is None:
+            return next_signal_rate * pred_image + next_noise_rate * pred_noise
+        ratio = ops.square(next_noise_rate) / ops.maximum(ops.square(noise_rate), 1e-12)
+        ratio = ratio * (1.0 - ops.square(signal_rate) / ops.square(next_signal_rate))
+        s = eta * ops.sqrt(ops.maximum(ratio, 0.0))
+        direction = ops.sqrt(ops.maximum(ops.square(next_noise_rate) - ops.square(s), 0.0))
+        return next_signal_rate * pred_image + direction * pred_noise + s * noise
+
+    def integrate(self, x, labels, t_start, t_end, steps, guidance=1.0, eta=0.0, seed=0, clip=True):
+        """Run ``steps`` DDIM updates on a uniform grid from ``t_start`` to ``t_end`` (normalised, padded x).
+
+        Going down (``t_end < t_start``) with ``eta > 0`` draws fresh noise with stateless seeds ``(seed, i)``.
+        Works eagerly and traced with tensor ``steps`` (``ops.fori_loop``).
+        """
+        stochastic = not (isinstance(eta, int | float) and eta == 0)
+        steps_f = ops.cast(steps, "float32")
+
+        def body(i, x):
+            fi = ops.cast(i, "float32")
+            t = t_start + (t_end - t_start) * fi / steps_f
+            t_next = t_start + (t_end - t_start) * (fi + 1.0) / steps_f
+            noise = _stateless_normal(ops.shape(x), seed, i) if stochastic else None
+            return self.ddim_step(x, t, t_next, labels, guidance, eta, noise, clip)
+
+        return ops.fori_loop(0, steps, body, x)
+
+    # --- user-facing API (normalised ↔ GeV handled here) ------------------------------------------------
+    def initial_noise(self, n, seed):
+        """Seeded N(0, 1) noise ``(n, P, P, C)`` that sampling starts from."""
+        shape = ops.stack([ops.cast(n, "int32"), self.padded_size, self.padded_size, self.channels])
+        return _stateless_normal(shape, seed, -1)
+
+    def sample(
+        self, labels, steps: int = 25, eta: float = 0.0, guidance: float = 1.0, seed: int = 0, noise=None
+    ):
+        """Generate ``len(labels)`` events in GeV ``(N, S, S, C)``.
+
+        Args:
+            labels: (N,) int — 0 quark, 1 gluon, 2 unconditional.
+            steps: DDIM steps (network evaluations per event; ×2 when ``guidance != 1``).
+            eta: 0 deterministic DDIM … 1 ancestral DDPM.
+            guidance: classifier-free guidance scale w (1 = plain conditional).
+            seed: same seed (and labels, steps, η) → identical events.
+            noise: optional starting noise ``(N, P, P, C)`` instead of the seeded one.
+        """
+        labels = ops.cast(ops.reshape(ops.convert_to_tensor(labels), (-1,)), "int32")
+        x = self.initial_noise(ops.shape(labels)[0], seed) if noise is None else noise
+        x = self.integrate(x, labels, 1.0, 0.0, steps, guidance, eta, seed)
+        return self.denormalize(x)
+
+    def invert(self, images, steps: int = 50, labels=None, t_end: float = 1.0):
+        """Deterministic DDIM inversion of GeV images ``(N, S, S, C)`` to the latent at ``t_end`` (normalised)."""
+        x = self.normalize(images)
+        labels = self._labels_or_null(labels, x)
+        return self.integrate(x, labels, 0.0, t_end, steps, clip=False)
+
+    def reconstruct(
+        self, images, steps: int = 50, strength: float = 1.0, mode: str = "inversion", labels=None, seed=0
+    ):
+        """Reconstruct GeV images ``(N, S, S, C)`` → GeV ``(N, S, S, C)``.
+
+        ``mode="inversion"``: deterministic DDIM inversion up to ``t = strength`` and back (``steps`` each way
+        for strength 1, proportionally fewer otherwise). ``mode="sdedit"``: seeded noise added at
+        ``t = strength``, then DDIM denoising. Labels default to the null label (unconditional).
+        """
+        if mode not in ("inversion", "sdedit"):
+            raise ValueError(f"mode must be 'inversion' or 'sdedit', got {mode!r}")
+        x0 = self.normalize(images)
+        labels = self._labels_or_null(labels, x0)
+        n_steps = ops.maximum(ops.cast(ops.round(ops.cast(steps, "float32") * strength), "int32"), 1)
+        if mode == "inversion":
+            x = self.integrate(x0, labels, 0.0, strength, n_steps, clip=False)
+        else:
+            noise_rate, signal_rate = self.schedule_rates(strength)
+            x = signal_rate * x0 + noise_rate * _stateless_normal(ops.shape(x0), seed, -2)
+        x = self.integrate(x, labels, strength, 0.0, n_steps, clip=mode == "sdedit")
+        return self.denormalize(x)
+
+    @staticmethod
+    def _labels_or_null(labels, x):
+        if labels is None:
+            return ops.full((ops.shape(x)[0],), NULL_LABEL, dtype="int32")
+        return ops.cast(ops.reshape(ops.convert_to_tensor(labels), (-1,)), "int32")

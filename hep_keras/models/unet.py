@@ -1,0 +1,152 @@
+"""Conditional U-Net used as the denoiser of :class:`hep_keras.models.diffusion.JetDiffusion`.
+
+:func:`build_unet` returns a functional ``keras.Model`` (like the keras.io DDIM example), so it is built at
+construction and round-trips through ``.keras`` files without custom ``build`` code:
+
+``inputs``  ``[noisy (N, H, W, C) float32, times (N,) float32 in [0, 1], labels (N,) int32]``
+``output``  ``(N, H, W, C)`` float32: the predicted noise ε or velocity v (see ``JetDiffusion.prediction``)
+
+Architecture: a 3×3 stem convolution, then per resolution level ``blocks_per_level`` residual blocks
+(GroupNorm → swish → conv, twice, with the time+label embedding added in between), a strided-convolution
+downsample between levels, a middle block (residual, optional self-attention at the lowest resolution,
+residual), and the mirrored upsampling path (nearest-neighbour ×2 + conv) with skip concatenations. The time
+is embedded sinusoidally; the label is embedded with ``num_classes + 1`` rows, the last one being the "null"
+label used for classifier-free guidance. H and W must be divisible by ``2 ** (len(widths) - 1)``; the
+diffusion model pads its images to satisfy this.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+from keras import layers, ops
+
+
+@keras.saving.register_keras_serializable(package="hep_keras")
+class SinusoidalEmbedding(layers.Layer):
+    """Transformer-style sinusoidal embedding of a scalar per example.
+
+    ``call(t)``: ``t`` (N,) or (N, 1) float → (N, dim) float32 with ``sin`` in the first half and ``cos`` in
+    the second; frequencies are geometric between 1 and ``1 / max_period`` and ``t`` is multiplied by
+    ``scale`` first (times in [0, 1] are scaled to [0, 1000], as for a discrete 1000-step schedule).
+    """
+
+    def __init__(self, dim: int = 64, scale: float = 1000.0, max_period: float = 10000.0, **kwargs):
+        super().__init__(**kwargs)
+        if dim % 2:
+            raise ValueError(f"SinusoidalEmbedding dim must be even, got {dim}")
+        self.dim = int(dim)
+        self.scale = float(scale)
+        self.max_period = float(max_period)
+
+    def call(self, t):
+        t = ops.reshape(ops.cast(t, "float32"), (-1, 1)) * self.scale
+        half = self.dim // 2
+        freqs = ops.exp(-math.log(self.max_period) * ops.arange(half, dtype="float32") / half)
+        angles = t * ops.expand_dims(freqs, 0)
+        return ops.concatenate([ops.sin(angles), ops.cos(angles)], axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.dim)
+
+    def get_config(self):
+        return {**super().get_config(), "dim": self.dim, "scale": self.scale, "max_period": self.max_period}
+
+
+def _groups(width: int, max_groups: int = 8) -> int:
+    """Largest number of GroupNorm groups ≤ ``max_groups`` that divides ``width``."""
+    return next(g for g in range(min(max_groups, width), 0, -1) if width % g == 0)
+
+
+def residual_block(x, emb, width: int, name: str, dropout: float = 0.0):
+    """GroupNorm-swish-conv ×2 with the embedding added after the first conv; 1×1 conv on the skip if needed.
+
+    ``x`` (N, H, W, C_in), ``emb`` (N, E) → (N, H, W, width).
+    """
+    skip = x if x.shape[-1] == width else layers.Conv2D(width, 1, name=f"{name}_skip")(x)
+    h = layers.GroupNormalization(_groups(x.shape[-1]), name=f"{name}_norm1")(x)
+    h = layers.Activation("swish", name=f"{name}_act1")(h)
+    h = layers.Conv2D(width, 3, padding="same", name=f"{name}_conv1")(h)
+    e = layers.Dense(width, name=f"{name}_emb")(emb)
+    h = layers.Add(name=f"{name}_add_emb")([h, layers.Reshape((1, 1, width), name=f"{name}_emb_reshape")(e)])
+    h = layers.GroupNormalization(_groups(width), name=f"{name}_norm2")(h)
+    h = layers.Activation("swish", name=f"{name}_act2")(h)
+    if dropout:
+        h = layers.Dropout(dropout, name=f"{name}_dropout")(h)
+    h = layers.Conv2D(width, 3, padding="same", kernel_initializer="zeros", name=f"{name}_conv2")(h)
+    return layers.Add(name=f"{name}_out")([skip, h])
+
+
+def attention_block(x, name: str, heads: int = 4):
+    """Pre-norm multi-head self-attention over the H·W positions with a residual connection."""
+    _, height, width, channels = x.shape
+    h = layers.GroupNormalization(_groups(channels), name=f"{name}_norm")(x)
+    h = layers.Reshape((height * width, channels), name=f"{name}_flatten")(h)
+    h = layers.MultiHeadAttention(heads, max(channels // heads, 1), name=f"{name}_mha")(h, h)
+    h = layers.Reshape((height, width, channels), name=f"{name}_unflatten")(h)
+    return layers.Add(name=f"{name}_out")([x, h])
+
+
+def build_unet(
+    image_shape: tuple[int, int, int],
+    widths: tuple[int, ...] = (16, 32, 64),
+    blocks_per_level: int = 1,
+    attention: bool = True,
+    embed_dim: int = 64,
+    num_classes: int = 2,
+    dropout: float = 0.0,
+    name: str = "unet",
+) -> keras.Model:
+    """Build the conditional U-Net (functional ``keras.Model``, see the module docstring).
+
+    Args:
+        image_shape: ``(H, W, C)``; H and W divisible by ``2 ** (len(widths) - 1)``.
+        widths: channels per resolution level (one downsampling between consecutive levels).
+        blocks_per_level: residual blocks per level on the way down (one more on the way up).
+        attention: self-attention in the middle block (lowest resolution).
+        embed_dim: size of the sinusoidal time embedding; the joint time+label embedding has 4× this.
+        num_classes: number of real labels; label ``num_classes`` is the "null" label (unconditional).
+        dropout: dropout rate inside the residual blocks.
+    """
+    height, width, channels = image_shape
+    factor = 2 ** (len(widths) - 1)
+    if height % factor or width % factor:
+        raise ValueError(f"image size {height}x{width} is not divisible by {factor} (= 2**(len(widths)-1))")
+    noisy = keras.Input(shape=(height, width, channels), name="noisy_images")
+    times = keras.Input(shape=(), name="times")
+    labels = keras.Input(shape=(), dtype="int32", name="labels")
+
+    emb = SinusoidalEmbedding(embed_dim, name="time_sinusoid")(times)
+    emb = layers.Dense(4 * embed_dim, activation="swish", name="time_dense1")(emb)
+    emb = layers.Dense(4 * embed_dim, name="time_dense2")(emb)
+    label_emb = layers.Embedding(num_classes + 1, 4 * embed_dim, name="label_embedding")(labels)
+    emb = layers.Add(name="time_label_embedding")([emb, label_emb])
+
+    x = layers.Conv2D(widths[0], 3, padding="same", name="stem")(noisy)
+    skips = [x]
+    for level, w in enumerate(widths):
+        for block in range(blocks_per_level):
+            x = residual_block(x, emb, w, f"down{level}_{block}", dropout)
+            skips.append(x)
+        if level < len(widths) - 1:
+            x = layers.Conv2D(w, 3, strides=2, padding="same", name=f"down{level}_pool")(x)
+            skips.append(x)
+
+    x = residual_block(x, emb, widths[-1], "mid_0", dropout)
+    if attention:
+        x = attention_block(x, "mid_attention")
+    x = residual_block(x, emb, widths[-1], "mid_1", dropout)
+
+    for level in reversed(range(len(widths))):
+        for block in range(blocks_per_level + 1):
+            x = layers.Concatenate(name=f"up{level}_{block}_concat")([x, skips.pop()])
+            x = residual_block(x, emb, widths[level], f"up{level}_{block}", dropout)
+        if level > 0:
+            x = layers.UpSampling2D(2, interpolation="nearest", name=f"up{level}_upsample")(x)
+            x = layers.Conv2D(widths[level - 1], 3, padding="same", name=f"up{level}_upconv")(x)
+
+    x = layers.GroupNormalization(_groups(widths[0]), name="out_norm")(x)
+    x = layers.Activation("swish", name="out_act")(x)
+    out = layers.Conv2D(channels, 3, padding="same", kernel_initializer="zeros", name="out_conv")(x)
+    return keras.Model([noisy, times, labels], out, name=name)
