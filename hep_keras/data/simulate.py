@@ -59,17 +59,15 @@ IMAGE_PIXELS = 125
 TOWER_PIXELS = 5
 """HCAL tower edge in pixels (0.087 = 5 x 0.0174)."""
 CHANNELS = ("Tracks", "ECAL", "HCAL")
-BLOCK_EVENTS = 50
-"""Generated events per block; blocks are the unit of work of a worker and of the deterministic merge."""
 INVISIBLE_PIDS = (12, 14, 16)
 """|PDG id| of particles that leave nothing in the detector (neutrinos)."""
 MUON_PID = 13
 _MAX_PYTHIA_SEED = 900_000_000
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 # Configuration
-# ---------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class DetectorConfig:
     """Detector approximation; energies in GeV, lengths in eta/phi units.
@@ -115,6 +113,8 @@ class SimulationConfig:
         chunk_events: events per HDF5 chunk of ``X_jets``.
         gzip_level: gzip level 0-9 of every dataset.
         shuffle: apply the HDF5 byte-shuffle filter before gzip (smaller files, plain h5py reads it).
+        block_events: generated events per block, the unit of work of a worker and of the deterministic
+            merge (part of the seed: changing it changes the file when workers > 1).
         detector: the :class:`DetectorConfig`.
     """
 
@@ -130,6 +130,7 @@ class SimulationConfig:
     chunk_events: int = 32
     gzip_level: int = 6
     shuffle: bool = True
+    block_events: int = 50
     detector: DetectorConfig = field(default_factory=DetectorConfig)
 
     def validate(self) -> None:
@@ -156,6 +157,8 @@ class SimulationConfig:
             raise ConfigError(f"jet radius must be in (0, 1.5], got {self.jet_r}")
         if self.chunk_events < 1:
             raise ConfigError(f"--chunk-events must be >= 1, got {self.chunk_events}")
+        if self.block_events < 1:
+            raise ConfigError(f"block_events must be >= 1, got {self.block_events}")
         if not 0 <= self.gzip_level <= 9:
             raise ConfigError(f"--gzip-level must be in 0..9, got {self.gzip_level}")
         self.detector.validate()
@@ -185,9 +188,9 @@ def stream_seeds(seed: int, stream: int) -> tuple[int, np.random.Generator]:
     return int(state % _MAX_PYTHIA_SEED) + 1, rng
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 # Pure deposit functions (numpy only)
-# ---------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 def wrap_phi(dphi: np.ndarray) -> np.ndarray:
     """Map azimuthal differences (radians) into [-pi, pi)."""
     return (np.asarray(dphi) + np.pi) % (2 * np.pi) - np.pi
@@ -333,9 +336,9 @@ def event_image(
     return np.stack([tracks, ecal, spread_towers(towers)], axis=-1).astype(np.float32)
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 # Generation: one Pythia stream -> blocks of accepted jets
-# ---------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 @dataclass
 class Block:
     """Accepted jets of ``n_generated`` consecutive generated events (block ``index`` of the global order).
@@ -378,16 +381,20 @@ def _jet_kinematics(px, py, pz, e):
     return pt, eta, phi, m, e
 
 
-def _flat(array) -> np.ndarray:
+def _flat_record(events) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Flatten a ``nextBatch`` array to numpy: particle fields (id, status, px, py, pz, e) and event index."""
     import awkward as ak
 
-    return ak.to_numpy(ak.flatten(array, axis=1))
+    prt = events.prt
+    counts = ak.to_numpy(ak.num(prt, axis=1))
+    fields = {k: ak.to_numpy(ak.flatten(prt[k], axis=1)) for k in ("id", "status")}
+    fields.update({k: ak.to_numpy(ak.flatten(prt.p[k], axis=1)) for k in ("px", "py", "pz", "e")})
+    return fields, np.repeat(np.arange(len(counts)), counts)
 
 
-def _offsets(array) -> np.ndarray:
-    import awkward as ak
-
-    return np.concatenate([[0], np.cumsum(ak.to_numpy(ak.num(array, axis=1)))]).astype(np.int64)
+def _offsets(event: np.ndarray, n_events: int) -> np.ndarray:
+    """(n_events + 1,) start offsets of each event in a flat array sorted by ``event``."""
+    return np.concatenate([[0], np.cumsum(np.bincount(event, minlength=n_events))]).astype(np.int64)
 
 
 class EventStream:
@@ -422,16 +429,21 @@ class EventStream:
         return self.pythia.nextBatch(n_events)
 
     def block(self, index: int) -> Block:
-        """Generate, cluster, select and image block ``index`` (``BLOCK_EVENTS`` events)."""
-        events = self.generate_raw(BLOCK_EVENTS)
+        """Generate, cluster, select and image block ``index`` (``config.block_events`` events)."""
+        events = self.generate_raw(self.config.block_events)
         return self.process(events, index)
 
-    def _cluster(self, visible):
-        """anti-kT jets (pT > table_pt_min) of every event as flat numpy arrays sorted by (event, -pT)."""
+    def _cluster(self, px, py, pz, e, offsets):
+        """anti-kT jets (pT > table_pt_min) of every event as flat numpy arrays sorted by (event, -pT).
+
+        Inputs are flat (P,) particle arrays with (n_events + 1,) ``offsets``; returns ``(owner, [pt, eta,
+        phi, m, E])`` with ``owner`` the event index of each jet.
+        """
         import awkward as ak
         import fastjet
 
-        vectors = ak.zip({"px": visible.p.px, "py": visible.p.py, "pz": visible.p.pz, "E": visible.p.e})
+        flat = ak.zip({"px": px, "py": py, "pz": pz, "E": e})
+        vectors = ak.unflatten(flat, np.diff(offsets))
         context = contextlib.nullcontext() if self._banner_done else _stdout_silenced()
         with context:
             jets = fastjet.ClusterSequence(vectors, self.jet_definition).inclusive_jets(
@@ -439,28 +451,30 @@ class EventStream:
             )
         self._banner_done = True
         owner = np.repeat(np.arange(len(jets)), ak.to_numpy(ak.num(jets, axis=1)))
-        kin = _jet_kinematics(*(_flat(jets[k]) for k in ("px", "py", "pz", "E")))
+        kin = _jet_kinematics(*(ak.to_numpy(ak.flatten(jets[k], axis=1)) for k in ("px", "py", "pz", "E")))
         order = np.lexsort((-kin[0], owner))
         return owner[order], [k[order] for k in kin]
 
     def process(self, events, index: int) -> Block:
         """Turn a ``nextBatch`` awkward array into the :class:`Block` of its accepted leading jets."""
         cfg = self.config
-        prt = events.prt
-        visible = prt[(prt.status > 0) & (abs(prt.id) != 12) & (abs(prt.id) != 14) & (abs(prt.id) != 16)]
-        partons = prt[prt.status == -23]
-        jet_event, (jpt, jeta, jphi, jm, je) = self._cluster(visible)
-        p_off, q_off = _offsets(visible), _offsets(partons)
-        px, py, pz, pe = (_flat(visible.p[k]) for k in ("px", "py", "pz", "e"))
-        pid = _flat(visible.id).astype(np.int64)
+        n_events = len(events)
+        record, event = _flat_record(events)
+        apid = np.abs(record["id"])
+        visible = (record["status"] > 0) & ~np.isin(apid, INVISIBLE_PIDS)
+        hard = record["status"] == -23
+        px, py, pz, pe = (record[k][visible] for k in ("px", "py", "pz", "e"))
+        p_off, q_off = _offsets(event[visible], n_events), _offsets(event[hard], n_events)
+        jet_event, (jpt, jeta, jphi, jm, je) = self._cluster(px, py, pz, pe, p_off)
+        pid = record["id"][visible].astype(np.int64)
         ppt, peta, pphi, _, _ = _jet_kinematics(px, py, pz, pe)
         charge = self.charges(pid)
-        qid = _flat(partons.id).astype(np.int64)
-        _, qeta, qphi, _, _ = _jet_kinematics(*(_flat(partons.p[k]) for k in ("px", "py", "pz", "e")))
+        qid = record["id"][hard].astype(np.int64)
+        _, qeta, qphi, _, _ = _jet_kinematics(*(record[k][hard] for k in ("px", "py", "pz", "e")))
         bounds = np.searchsorted(jet_event, np.arange(len(events) + 1))
 
         images, labels, pts, masses, gen, table_rows = [], [], [], [], [], []
-        for i in range(len(events)):
+        for i in range(n_events):
             j = bounds[i]
             if j == bounds[i + 1]:
                 continue
@@ -482,7 +496,7 @@ class EventStream:
             labels.append(label)
             pts.append(jpt[j])
             masses.append(jm[j])
-            gen.append(index * BLOCK_EVENTS + i)
+            gen.append(index * cfg.block_events + i)
             table_rows.append(np.arange(bounds[i], bounds[i + 1]))
         rows = np.concatenate(table_rows) if table_rows else np.zeros(0, np.int64)
         owner = np.repeat(np.arange(len(table_rows)), [len(r) for r in table_rows]).astype(np.int64)
@@ -497,7 +511,7 @@ class EventStream:
         shape = (len(images), IMAGE_PIXELS, IMAGE_PIXELS, len(CHANNELS))
         return Block(
             index=index,
-            n_generated=len(events),
+            n_generated=n_events,
             images=np.stack(images) if images else np.zeros(shape, np.float32),
             label=np.asarray(labels, dtype=np.int8),
             pt=np.asarray(pts, dtype=np.float64),
@@ -523,9 +537,9 @@ def _match_label(jet_eta, jet_phi, parton_id, parton_eta, parton_phi, radius) ->
     return None
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 # Workers and the deterministic merge
-# ---------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 def _worker_main(config: SimulationConfig, worker: int, out_queue, stop) -> None:
     """Worker process: generate blocks ``worker, worker + K, worker + 2K, ...`` until told to stop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and terminates us
@@ -593,9 +607,9 @@ def iter_blocks(config: SimulationConfig) -> Iterator[Block]:
             q.close()
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 # Selection, progress and writing
-# ---------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 class Progress:
     """One stderr progress line, redrawn at most twice a second (a plain line every 10 s when not a tty)."""
 
@@ -776,7 +790,6 @@ def file_attributes(config: SimulationConfig, command: str, n_generated: int) ->
         "pixel_size": PIXEL_SIZE,
         "units": "GeV per pixel (Tracks: track pT; ECAL, HCAL: energy); m0, pt in GeV; y 0=quark 1=gluon",
         "n_generated_events": n_generated,
-        "block_events": BLOCK_EVENTS,
     }
 
 
