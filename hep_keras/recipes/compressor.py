@@ -1,0 +1,217 @@
+"""Recipe ``compressor``: the 4 → 3 jet 4-vector autoencoder (:class:`~hep_keras.models.compressor.JetCompressor`).
+
+Data: any jet table :func:`hep_keras.data.jets.read_jets` reads (``--data FILE`` or ``FILE.root:tree``;
+default the shipped sample's ``jets/`` group), split randomly (seeded) into train/val/test by ``fractions``.
+``max_events`` limits the number of *jets*. The export has the SavedModel endpoints ``encode`` (N, 4 physical →
+N, 3 float32) and ``decode`` (N, 3 → N, 4 physical), used by ``python -m hep_keras.compress`` / ``decompress``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hep_keras.config import check_choice, check_positive
+from hep_keras.errors import ConfigError
+from hep_keras.recipes.base import DataBundle
+
+NAME = "compressor"
+MONITOR = "val_loss"
+DEFAULTS: dict[str, Any] = {
+    "batch_size": 256,
+    "epochs": 100,
+    "patience": 10,
+    "eval_events": 200000,  # test jets used for metrics and figures
+    "widths": [200, 100, 50],
+    "latent_dim": 3,
+    "activation": "tanh",
+    "normalization": "standard",  # standard | custom | minmax
+    "mass_offset": 1.0,  # GeV: the mass enters as log10(m + mass_offset)
+    "loss_weights": [1.0, 1.0, 1.0, 1.0],  # pt, eta, phi, m (normalised-space squared errors)
+    "min_pt": None,  # GeV; keep jets with pt >= min_pt
+    "columns": None,  # "pt=Jet_pt,eta=Jet_eta,phi=Jet_phi,m=Jet_mass" (default: detected)
+    "allow_pickle": False,
+    "min_mass": 1.0,  # GeV: jets below it are left out of the relative-mass-residual metric
+    "reduce_lr_patience": 4,  # ReduceLROnPlateau (factor 0.5) on val_loss; 0 = off
+}
+VARIABLES = ("pt", "eta", "phi", "m")
+
+
+def validate(config: dict[str, Any]) -> None:
+    """Check the recipe's own keys."""
+    from hep_keras.models.compressor import NORMALIZATIONS
+
+    check_choice(config, "normalization", NORMALIZATIONS)
+    check_positive(config, "latent_dim", "mass_offset", allow_none=False)
+    if not config["widths"] or any(not isinstance(w, int) or w <= 0 for w in config["widths"]):
+        raise ConfigError(f"config key 'widths' must be a non-empty list of positive integers, got {config['widths']}")
+    weights = config["loss_weights"]
+    if len(weights) != 4 or any(not isinstance(w, int | float) or w < 0 for w in weights) or sum(weights) <= 0:
+        raise ConfigError(f"config key 'loss_weights' must be 4 non-negative numbers (pt, eta, phi, m), got {weights}")
+    if config["min_pt"] is not None and not isinstance(config["min_pt"], int | float):
+        raise ConfigError(f"config key 'min_pt' must be a number of GeV, got {config['min_pt']!r}")
+
+
+def data_path(config: dict[str, Any]) -> str:
+    """``config["data"]`` or the shipped sample."""
+    if config["data"]:
+        return str(config["data"])
+    from hep_keras.data.sample import SAMPLE_PATH
+
+    return str(SAMPLE_PATH)
+
+
+def split(n: int, fractions: list[float], seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Random (seeded) train/val/test index arrays of ``n`` rows; each non-empty split has >= 1 row."""
+    order = np.random.default_rng(seed).permutation(n)
+    n_train = max(1, int(round(fractions[0] * n)))
+    n_val = int(round(fractions[1] * n))
+    if fractions[1] > 0:
+        n_val = max(1, min(n_val, n - n_train - 1))
+    return order[:n_train], order[n_train : n_train + n_val], order[n_train + n_val :]
+
+
+def load_data(config: dict[str, Any]) -> DataBundle:
+    """Read the jet table, split it and build ``tf.data`` pipelines of ``(batch, 4)`` float32 physical jets."""
+    import tensorflow as tf
+
+    from hep_keras.data.jets import read_jets, split_tree
+    from hep_keras.data.schema import fingerprint
+
+    path = data_path(config)
+    table = read_jets(path, columns=config["columns"], allow_pickle=config["allow_pickle"],
+                      min_pt=config["min_pt"], max_jets=config["max_events"])
+    jets = table.four_vectors(np.float32)
+    train_idx, val_idx, test_idx = split(len(jets), config["fractions"], config["seed"])
+    if len(test_idx) == 0:
+        test_idx = val_idx if len(val_idx) else train_idx
+    if len(val_idx) == 0:
+        val_idx = test_idx
+    batch = config["batch_size"]
+
+    def pipeline(rows: np.ndarray, shuffle: bool):
+        ds = tf.data.Dataset.from_tensor_slices(jets[rows])
+        if shuffle:
+            ds = ds.shuffle(min(len(rows), 1_000_000), seed=config["seed"], reshuffle_each_iteration=True)
+        return ds.batch(batch).prefetch(tf.data.AUTOTUNE)
+
+    info = {
+        "path": path,
+        "fingerprint": fingerprint(split_tree(path)[0]),
+        "n_events": len(jets),
+        "n_jets": len(jets),
+        "n_train": len(train_idx),
+        "n_val": len(val_idx),
+        "n_test": len(test_idx),
+        "variables": list(VARIABLES),
+        "units": {"pt": "GeV", "eta": "", "phi": "rad", "m": "GeV"},
+        "source": table.source,
+    }
+    extras = {"jets": jets, "train_idx": train_idx, "test_idx": test_idx, "event": table.event}
+    return DataBundle(pipeline(train_idx, True), pipeline(val_idx, False), info, extras)
+
+
+def build_model(config: dict[str, Any], data: DataBundle):
+    """Fit the normalisation on the training jets, build and compile the :class:`JetCompressor`."""
+    import keras
+
+    from hep_keras.models.compressor import JetCompressor, normalization_constants
+
+    train = data.extras["jets"][data.extras["train_idx"]]
+    shift, scale = normalization_constants(config["normalization"], train, config["mass_offset"])
+    model = JetCompressor(
+        widths=config["widths"],
+        latent_dim=config["latent_dim"],
+        activation=config["activation"],
+        normalization=config["normalization"],
+        shift=shift,
+        scale=scale,
+        mass_offset=config["mass_offset"],
+        loss_weights=config["loss_weights"],
+    )
+    model.compile(optimizer=keras.optimizers.Adam(config["learning_rate"]), jit_compile=config["jit_compile"])
+    return model
+
+
+def extra_callbacks(config: dict[str, Any], run_dir: Path) -> list:
+    """ReduceLROnPlateau: the last factor of precision comes from a smaller learning rate."""
+    import keras
+
+    if not config["reduce_lr_patience"]:
+        return []
+    return [keras.callbacks.ReduceLROnPlateau(MONITOR, factor=0.5, patience=config["reduce_lr_patience"],
+                                              min_lr=1e-6)]
+
+
+def reconstruct(model, jets: np.ndarray, latent_dtype: str = "float32", batch_size: int = 65536) -> np.ndarray:
+    """Encode → (cast the latent to ``latent_dtype``) → decode, in batches; ``(N, 4)`` float64."""
+    out = []
+    for i in range(0, len(jets), batch_size):
+        z = np.asarray(model.encode(jets[i : i + batch_size])).astype(latent_dtype).astype(np.float32)
+        out.append(np.asarray(model.decode(z)))
+    return np.concatenate(out).astype(np.float64)
+
+
+def latent_precision(model, jets: np.ndarray, min_mass: float) -> dict[str, Any]:
+    """Residual width with a float32 vs a float16 latent; recommend float16 when it costs < 5 % in each."""
+    from hep_keras.evaluation.jet_residuals import residual_metrics
+
+    widths = {}
+    for dtype in ("float32", "float16"):
+        metrics = residual_metrics(jets, reconstruct(model, jets, dtype), min_mass)
+        widths[dtype] = {v: metrics[v]["std" if v in ("pt", "m") else "rms"] for v in VARIABLES}
+    z_max = float(np.abs(np.asarray(model.encode(jets[:65536]))).max())
+    ok = z_max < 6e4 and all(widths["float16"][v] <= 1.05 * widths["float32"][v] for v in VARIABLES)
+    return {**widths, "latent_abs_max": z_max, "recommended": "float16" if ok else "float32"}
+
+
+def evaluate(model, config: dict[str, Any], data: DataBundle, run_dir: Path) -> dict[str, Any]:
+    """Residual metrics (relative pT/m, absolute eta/phi), W1 per variable and figures on the test jets."""
+    from hep_keras.evaluation.jet_residuals import residual_metrics, write_figures
+
+    jets = data.extras["jets"][data.extras["test_idx"][: config["eval_events"]]].astype(np.float64)
+    restored = reconstruct(model, jets.astype(np.float32))
+    metrics = residual_metrics(jets, restored, config["min_mass"])
+    write_figures(jets, restored, Path(run_dir) / "figures", config["min_mass"])
+    precision = latent_precision(model, jets.astype(np.float32), config["min_mass"])
+    data.extras["latent_dtype"] = precision["recommended"]
+    return {
+        "residuals": metrics,
+        "latent_precision": precision,
+        "n_test_jets": len(jets),
+        "notes": [
+            "pt, m: std of (restored - original)/original; eta, phi: RMS of restored - original (phi wrapped)",
+            f"relative mass residual over jets with m >= {config['min_mass']} GeV",
+        ],
+    }
+
+
+def export(model, config: dict[str, Any], data: DataBundle, staging_dir: Path) -> dict[str, Any]:
+    """SavedModel with ``encode``/``decode`` endpoints + ``model.keras``; metadata for compress/decompress."""
+    import keras
+    import tensorflow as tf
+
+    from hep_keras.export import KERAS_FILE, SAVED_MODEL_DIR
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint("encode", model.encode, input_signature=[tf.TensorSpec((None, 4), tf.float32)])
+    archive.add_endpoint("decode", model.decode,
+                         input_signature=[tf.TensorSpec((None, model.latent_dim), tf.float32)])
+    archive.write_out(str(Path(staging_dir) / SAVED_MODEL_DIR), verbose=False)
+    model.save(str(Path(staging_dir) / KERAS_FILE))
+    return {
+        "endpoints": {
+            "encode": {"input": "(N, 4) float32 pt [GeV], eta, phi [rad], m [GeV]", "output": "(N, 3) float32"},
+            "decode": {"input": f"(N, {model.latent_dim}) float32", "output": "(N, 4) float32 pt, eta, phi, m"},
+        },
+        "variables": list(VARIABLES),
+        "units": {"pt": "GeV", "eta": "", "phi": "rad", "m": "GeV"},
+        "latent_dim": model.latent_dim,
+        "latent_dtype": data.extras.get("latent_dtype", "float32"),
+        "normalization": {"name": model.normalization, "shift": model.shift, "scale": model.scale,
+                          "features": ["log10(pt)", "eta", "phi", f"log10(m + {model.mass_offset})"]},
+        "phi": "fed as a number, output wrapped into [-pi, pi); loss on the wrapped difference",
+    }
