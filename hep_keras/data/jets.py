@@ -270,6 +270,8 @@ def detect_columns(names: list[str], source: str) -> dict[str, str]:
             f"{source}: no jet columns found (need pt/eta/phi/m or E, or px/py/pz/E, optionally prefixed like "
             f"Jet_pt; have: {shown or 'nothing'}); use --columns to name them"
         )
+    # drop per-branch counters (uproot writes nJet_pt for a jagged Jet_pt)
+    usable = {p: c for p, c in usable.items() if not (p[:1] in "nN" and p[1:] in usable)} or usable
     if len(usable) > 1:
         preferred = [p for p in usable if _norm_prefix(p) in _PREFERRED_PREFIXES]
         if len(preferred) != 1:
