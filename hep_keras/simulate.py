@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--gzip-level", type=int, default=d.gzip_level, help="gzip level 0-9 (default %(default)s)"
     )
-    parser.add_argument("--no-shuffle", action="store_true", help="do not apply the HDF5 shuffle filter")
+    parser.add_argument("--shuffle", action="store_true", help="apply the HDF5 shuffle filter before gzip")
     parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     parser.add_argument("--quiet", action="store_true", help="no progress line on stderr")
     return parser
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         eta_max=args.eta_max,
         chunk_events=args.chunk_events,
         gzip_level=args.gzip_level,
-        shuffle=not args.no_shuffle,
+        shuffle=args.shuffle,
     )
     config.validate()
     command = shlex.join(["python", "-m", "hep_keras.simulate", *(sys.argv[1:] if argv is None else argv)])
