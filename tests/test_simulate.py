@@ -266,3 +266,22 @@ def test_shipped_sample_schema_size_and_balance():
         assert sorted(np.unique(y).tolist()) == [0, 1] and (y == 0).sum() == (y == 1).sum() == n // 2
         assert "command" in f.attrs and "jets" in f
         assert f["X_jets"][:2].sum() > 0
+
+
+def test_observables_table_of_a_file(tiny):
+    path, _ = tiny
+    groups = sim.file_observables(path)
+    assert len(groups["quark"]["pt"]) == len(groups["gluon"]["pt"]) == N_TINY // 2
+    assert (groups["all"]["occ_HCAL"] % 25 == 0).all()  # whole 5x5 towers
+    table = sim.observables_markdown(path)
+    assert table.count("\n") == 1 + len(groups["all"]) and "occ_ECAL" in table
+
+
+def test_progress_line_is_rate_limited():
+    import io
+
+    stream = io.StringIO()
+    bar = sim.Progress(10, stream=stream)
+    bar.update(2, 1, 1, 20, force=True)
+    bar.update(4, 2, 2, 40)  # within 10 s on a non-tty: suppressed
+    assert stream.getvalue().count("\n") == 1 and "2/10 jets" in stream.getvalue()

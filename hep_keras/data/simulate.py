@@ -619,6 +619,7 @@ class Progress:
         self.stream = stream or sys.stderr
         self.tty = getattr(self.stream, "isatty", lambda: False)()
         self.start = self.last = time.monotonic()
+        self.width = 0
 
     def update(self, kept: int, n_quark: int, n_gluon: int, generated: int, force: bool = False) -> None:
         """Report ``kept`` of ``total`` jets after ``generated`` events."""
@@ -628,12 +629,21 @@ class Progress:
         self.last = now
         elapsed = max(now - self.start, 1e-9)
         rate = generated / elapsed
-        eta = elapsed * (self.total - kept) / kept if kept else float("nan")
+        half = self.total // 2
+        # the rarer class (usually quarks) sets the pace: extrapolate each class separately
+        eta = max(elapsed * (half - c) / c if c else float("inf") for c in (n_quark, n_gluon))
+        left = f", ~{eta:.0f}s left" if math.isfinite(eta) else ""
         line = (
             f"simulate: {kept}/{self.total} jets (quark {n_quark}, gluon {n_gluon}) | {generated} events "
-            f"| {rate:.1f} events/s | {elapsed:.0f}s elapsed, ~{eta:.0f}s left"
+            f"| {rate:.1f} events/s | {elapsed:.0f}s elapsed{left}"
         )
-        print(("\r" + line) if self.tty else line, end="" if self.tty else "\n", file=self.stream, flush=True)
+        self.width = max(self.width, len(line))
+        print(
+            ("\r" + line.ljust(self.width)) if self.tty else line,
+            end="" if self.tty else "\n",
+            file=self.stream,
+            flush=True,
+        )
 
     def close(self) -> None:
         """End the progress line."""
@@ -856,3 +866,50 @@ def simulate(
         blocks.close()
         tmp.unlink(missing_ok=True)
     return SimulationSummary(out, config.events, generated, time.monotonic() - start)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Observables of a written file (for the provenance tables)
+# ----------------------------------------------------------------------------------------------------
+def file_observables(path: str | os.PathLike, block: int = 256) -> dict[str, dict[str, np.ndarray]]:
+    """Per-jet observables of a schema file, split by class: ``{"all"|"quark"|"gluon": {name: (n,) array}}``.
+
+    Names: ``pt``, ``m0`` (GeV, from the file), ``E_<channel>`` (channel sum in GeV) and ``occ_<channel>``
+    (non-zero pixels) for Tracks, ECAL, HCAL. Reads ``X_jets`` in blocks of ``block`` events.
+    """
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        n = f["y"].shape[0]
+        obs = {"pt": f["pt"][()].astype(np.float64), "m0": f["m0"][()].astype(np.float64)}
+        y = f["y"][()].astype(np.int64)
+        sums, occupancy = np.zeros((n, 3)), np.zeros((n, 3))
+        for start in range(0, n, block):
+            x = f["X_jets"][start : start + block].astype(np.float64)
+            sums[start : start + len(x)] = x.sum(axis=(1, 2))
+            occupancy[start : start + len(x)] = (x > 0).sum(axis=(1, 2))
+    for c, name in enumerate(CHANNELS):
+        obs[f"E_{name}"], obs[f"occ_{name}"] = sums[:, c], occupancy[:, c]
+    return {
+        "all": obs,
+        "quark": {k: v[y == 0] for k, v in obs.items()},
+        "gluon": {k: v[y == 1] for k, v in obs.items()},
+    }
+
+
+def observables_markdown(path: str | os.PathLike) -> str:
+    """Markdown table: mean and 5/50/95 % quantiles of each observable, all jets and per class."""
+    groups = file_observables(path)
+    lines = [
+        "| observable | all: mean | all: 5% / 50% / 95% | quark: mean | gluon: mean |",
+        "|:--|--:|--:|--:|--:|",
+    ]
+    units = {"pt": "GeV", "m0": "GeV"}
+    for name, values in groups["all"].items():
+        unit = units.get(name, "GeV" if name.startswith("E_") else "pixels")
+        q5, q50, q95 = np.percentile(values, [5, 50, 95])
+        lines.append(
+            f"| {name} [{unit}] | {values.mean():.1f} | {q5:.1f} / {q50:.1f} / {q95:.1f} "
+            f"| {groups['quark'][name].mean():.1f} | {groups['gluon'][name].mean():.1f} |"
+        )
+    return "\n".join(lines)
