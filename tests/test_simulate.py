@@ -111,6 +111,24 @@ def test_event_image_hcal_towers_equal_smeared_tower_energy():
     assert image[..., 2].sum() == pytest.approx(towers.sum(), rel=1e-6)
 
 
+def test_select_leading_jets_cuts_and_matching():
+    cfg = sim.SimulationConfig(events=2)
+    # event 0: leading jet 100 GeV matched to a gluon; event 1: matched to a quark but |eta| too large;
+    # event 2: no parton within 0.4; event 3: no jets; event 4: leading 90 GeV, matched to a b quark
+    bounds = np.array([0, 2, 3, 4, 4, 5])
+    pt = np.array([100.0, 30.0, 120.0, 80.0, 90.0])
+    eta = np.array([0.1, 1.0, 2.0, 0.0, -0.5])
+    phi = np.array([3.1, 0.0, 1.0, 0.0, -3.1])
+    parton_id = np.array([21, 2, 1, -1, 2, 21, 5, 21])
+    parton_eta = np.array([0.15, 1.0, 2.0, -2.0, 0.0, 0.0, -0.45, 0.5])
+    parton_phi = np.array([-3.1, 0.0, 1.0, 1.0, 1.0, 2.0, 3.1, 0.0])
+    offsets = np.array([0, 2, 4, 6, 6, 8])
+    got = list(
+        sim.select_leading_jets(bounds, pt, eta, phi, (parton_id, parton_eta, parton_phi, offsets), cfg)
+    )
+    assert got == [(0, 0, 1), (4, 4, 0)]  # phi wraps around +-pi when matching
+
+
 # --- the generator
 def _read(path):
     with h5py.File(path, "r") as f:

@@ -472,25 +472,10 @@ class EventStream:
         charge = self.charges(pid)
         qid = record["id"][hard].astype(np.int64)
         _, qeta, qphi, _, _ = _jet_kinematics(*(record[k][hard] for k in ("px", "py", "pz", "e")))
-        bounds = np.searchsorted(jet_event, np.arange(len(events) + 1))
-
+        bounds = np.searchsorted(jet_event, np.arange(n_events + 1))
+        partons = (qid, qeta, qphi, q_off)
         images, labels, pts, masses, gen, table_rows = [], [], [], [], [], []
-        for i in range(n_events):
-            j = bounds[i]
-            if j == bounds[i + 1]:
-                continue
-            if not (cfg.pt_min <= jpt[j] <= cfg.pt_max and abs(jeta[j]) < cfg.eta_max):
-                continue
-            label = _match_label(
-                jeta[j],
-                jphi[j],
-                qid[q_off[i] : q_off[i + 1]],
-                qeta[q_off[i] : q_off[i + 1]],
-                qphi[q_off[i] : q_off[i + 1]],
-                cfg.jet_r,
-            )
-            if label is None:
-                continue
+        for i, j, label in select_leading_jets(bounds, jpt, jeta, jphi, partons, cfg):
             s = slice(p_off[i], p_off[i + 1])
             particles = Particles(ppt[s], peta[s], pphi[s], pe[s], pid[s], charge[s])
             images.append(event_image(particles, jeta[j], jphi[j], cfg.detector, self.rng))
@@ -536,6 +521,28 @@ def _match_label(jet_eta, jet_phi, parton_id, parton_eta, parton_phi, radius) ->
     if 1 <= code <= 6:
         return 0
     return None
+
+
+def select_leading_jets(bounds, jet_pt, jet_eta, jet_phi, partons, config: SimulationConfig):
+    """Yield ``(event, jet_row, label)`` for each event whose leading jet passes the cuts and is matched.
+
+    Args:
+        bounds: (n_events + 1,) offsets of each event's jets in the flat jet arrays (sorted by decreasing pT).
+        jet_pt, jet_eta, jet_phi: (J,) flat jet kinematics (GeV, pseudorapidity, radians).
+        partons: ``(pid, eta, phi, offsets)`` of the outgoing hard partons, flat with (n_events + 1,) offsets.
+        config: supplies ``pt_min``, ``pt_max``, ``eta_max`` and the matching radius ``jet_r``.
+    """
+    pid, eta, phi, offsets = partons
+    for i in range(len(bounds) - 1):
+        j = bounds[i]
+        if j == bounds[i + 1]:
+            continue
+        if not (config.pt_min <= jet_pt[j] <= config.pt_max and abs(jet_eta[j]) < config.eta_max):
+            continue
+        q = slice(offsets[i], offsets[i + 1])
+        label = _match_label(jet_eta[j], jet_phi[j], pid[q], eta[q], phi[q], config.jet_r)
+        if label is not None:
+            yield i, j, label
 
 
 # ----------------------------------------------------------------------------------------------------
