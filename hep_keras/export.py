@@ -83,6 +83,25 @@ def write_atomically(
     return out_dir
 
 
+def export_image_autoencoder(model, path: Path) -> None:
+    """SavedModel of a :class:`~hep_keras.models.JetImageVAE` / ``JetImageAE`` at ``path``.
+
+    Endpoints (all float32, GeV in and out; the normalisation is inside the graph):
+    ``encode(images (N,S,S,C)) -> z_mean (N,L)``, ``decode(z (N,L)) -> images``, ``reconstruct(images) -> images``.
+    """
+    import keras
+    import tensorflow as tf
+
+    images = tf.TensorSpec([None, model.image_size, model.image_size, model.channels], tf.float32, name="images")
+    latent = tf.TensorSpec([None, model.latent_dim], tf.float32, name="z")
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint("encode", lambda x: model.encode(x)[0], input_signature=[images])
+    archive.add_endpoint("decode", model.decode, input_signature=[latent])
+    archive.add_endpoint("reconstruct", lambda x: model(x, training=False), input_signature=[images])
+    archive.write_out(str(path), verbose=False)
+
+
 def read_metadata(export_dir: Path) -> dict[str, Any]:
     """Read ``metadata.json`` of an export; :class:`DataError` when it is not an export directory."""
     export_dir = Path(export_dir)

@@ -89,6 +89,7 @@ def fit_model(
     """Train ``name`` with ``config``; write the run directory and the export. Returns the test metrics."""
     import keras
 
+    from hep_keras.data import data_errors
     from hep_keras.evaluation.plots import plot_history
     from hep_keras.evaluation.report import write_metrics
     from hep_keras.export import check_export_target, write_atomically
@@ -111,14 +112,16 @@ def fit_model(
     train = data.train.repeat() if config["steps_per_epoch"] else data.train
     callbacks = standard_callbacks(run_dir, recipe.MONITOR, config["patience"])
     callbacks += getattr(recipe, "extra_callbacks", lambda config, run_dir: [])(config, run_dir)
-    model.fit(
-        train,
-        validation_data=data.val,
-        epochs=config["epochs"],
-        steps_per_epoch=config["steps_per_epoch"],
-        callbacks=callbacks,
-        verbose=verbose,
-    )
+    with data_errors():
+        model.fit(
+            train,
+            validation_data=data.val,
+            epochs=config["epochs"],
+            steps_per_epoch=config["steps_per_epoch"],
+            callbacks=callbacks,
+            shuffle=False,  # the pipeline shuffles (blocks per epoch + event buffer)
+            verbose=verbose,
+        )
     best = run_dir / "checkpoints" / "best.weights.h5"
     if best.exists():
         model.load_weights(str(best))

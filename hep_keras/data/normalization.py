@@ -55,11 +55,15 @@ class ChannelLogScale(keras.layers.Layer):
         return {**super().get_config(), "scales": self.scales, "norms": self.norms}
 
 
-def fit_channel_log_scale(batches: Iterable[np.ndarray], max_events: int = 2000) -> tuple[list[float], list[float]]:
-    """Fit ``(scales, norms)`` for :class:`ChannelLogScale` from batches ``(B, H, W, C)`` in GeV.
+def fit_channel_log_scale(
+    batches: Iterable[np.ndarray], max_events: int = 2000
+) -> tuple[list[float], list[float], list[float]]:
+    """Fit ``(scales, norms, zero_thresholds)`` from batches ``(B, H, W, C)`` in GeV.
 
     ``scale_c`` is the median of the channel's non-zero pixels; ``norm_c`` is ``log1p(p99.99 / scale_c)`` of the
-    channel's non-zero pixels, so that almost every pixel maps into [0, 1]. Reads at most ``max_events`` events.
+    channel's non-zero pixels, so that almost every pixel maps into [0, 1]; ``zero_threshold_c`` is the 0.1st
+    percentile of the non-zero pixels, i.e. the detector's zero-suppression threshold as seen in the data
+    (reconstructed pixels below it are set to zero). Reads at most ``max_events`` events.
     """
     nonzero: list[list[np.ndarray]] = []
     seen = 0
@@ -75,11 +79,12 @@ def fit_channel_log_scale(batches: Iterable[np.ndarray], max_events: int = 2000)
             break
     if not nonzero:
         raise ValueError("no events to fit the normalisation on")
-    scales, norms = [], []
+    scales, norms, thresholds = [], [], []
     for per_channel in nonzero:
         values = np.concatenate(per_channel)
         scale = float(np.median(values)) if values.size else 1.0
         top = float(np.percentile(values, 99.99)) if values.size else 1.0
         scales.append(scale)
         norms.append(float(max(np.log1p(top / scale), 1e-3)))
-    return scales, norms
+        thresholds.append(float(np.percentile(values, 0.1)) if values.size else 0.0)
+    return scales, norms, thresholds

@@ -11,8 +11,10 @@ Loss (per event, averaged over the batch), all terms in float32:
   original weighted by ``1 + occupied_weight``. The log scale makes small deposits matter; the extra weight
   on occupied pixels stops the decoder from settling on the blank image that wins plain pixel MSE on sparse
   data (a few hundred occupied pixels out of 15,625 per channel);
-* energy: ``energy_weight`` × squared difference of ``log1p`` of each channel's total energy (GeV) between
-  reconstruction and original — pins the per-channel energy response to 1;
+* physics: ``energy_weight`` × squared difference of ``log1p`` of each channel's total energy (GeV) between
+  reconstruction and original, and ``mass_weight`` × the same for the image jet mass (ECAL + HCAL) — they pin
+  the energy and mass responses to 1. Both are computed after a soft version of the zero suppression that is
+  applied to the output, so energy smeared into sub-threshold pixels does not count;
 * KL divergence to the unit Gaussian, times ``beta`` ramped linearly from 0 over ``kl_warmup_steps``
   optimizer steps (KL warm-up avoids posterior collapse early in training).
 
@@ -24,10 +26,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import keras
+import numpy as np
 import tensorflow as tf
 from keras import ops
 
 from hep_keras.data.normalization import ChannelLogScale
+from hep_keras.evaluation.observables import pixel_coordinates
 from hep_keras.models.blocks import conv_decoder, conv_encoder, pad_amounts, padded_size
 
 
@@ -65,7 +69,8 @@ class JetImageVAE(keras.Model):
         beta: float = 1.0,
         kl_warmup_steps: int = 0,
         occupied_weight: float = 4.0,
-        energy_weight: float = 10.0,
+        energy_weight: float = 100.0,
+        mass_weight: float = 100.0,
         variational: bool = True,
         seed: int | None = None,
         **kwargs,
@@ -82,6 +87,7 @@ class JetImageVAE(keras.Model):
         self.kl_warmup_steps = int(kl_warmup_steps)
         self.occupied_weight = float(occupied_weight)
         self.energy_weight = float(energy_weight)
+        self.mass_weight = float(mass_weight)
         self.variational = bool(variational)
         self.seed = seed
 
@@ -108,6 +114,7 @@ class JetImageVAE(keras.Model):
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction_loss")
         self.energy_tracker = keras.metrics.Mean(name="energy_loss")
+        self.mass_tracker = keras.metrics.Mean(name="mass_loss")
         self.kl_tracker = keras.metrics.Mean(name="kl_loss")
         self.build((None, self.image_size, self.image_size, self.channels))
 
@@ -126,7 +133,7 @@ class JetImageVAE(keras.Model):
     # --- pieces -------------------------------------------------------------------------------------------
     @property
     def metrics(self):
-        trackers = [self.loss_tracker, self.reconstruction_tracker, self.energy_tracker]
+        trackers = [self.loss_tracker, self.reconstruction_tracker, self.energy_tracker, self.mass_tracker]
         return trackers + [self.kl_tracker] if self.variational else trackers
 
     def encode(self, images, training=False):
@@ -152,6 +159,23 @@ class JetImageVAE(keras.Model):
             thresholds = ops.convert_to_tensor(self.zero_thresholds, dtype=gev.dtype)
             gev = ops.where(gev < thresholds, ops.zeros_like(gev), gev)
         return gev
+
+    def soft_zero_suppress(self, gev):
+        """Differentiable stand-in for the zero thresholds used in the loss: ``x * sigmoid((x - t) / 0.2t)``."""
+        if self.zero_thresholds is None:
+            return gev
+        thresholds = ops.convert_to_tensor(self.zero_thresholds, dtype=gev.dtype)
+        return gev * ops.sigmoid((gev - thresholds) / (0.2 * thresholds))
+
+    def image_mass(self, calo):
+        """Differentiable image jet mass (GeV) of calorimeter images ``(N, S, S)`` in GeV.
+
+        Same definition as :func:`hep_keras.evaluation.observables.image_jet_kinematics`.
+        """
+        eta, phi = pixel_coordinates(self.image_size, self.image_size)
+        maps = ops.convert_to_tensor(np.stack([np.cosh(eta), np.cos(phi), np.sin(phi), np.sinh(eta)]), "float32")
+        e, px, py, pz = (ops.sum(calo * maps[k], axis=(1, 2)) for k in range(4))
+        return ops.sqrt(ops.maximum(e * e - px * px - py * py - pz * pz, 0.0) + 1e-6)
 
     def decode(self, z):
         """Latent ``(N, latent_dim)`` → images ``(N, S, S, C)`` in GeV."""
@@ -188,11 +212,14 @@ class JetImageVAE(keras.Model):
         predicted = ops.cast(self.decode_normalized(z, training=training), "float32")
         weight = 1.0 + self.occupied_weight * ops.cast(images > 0, "float32")
         reconstruction = ops.mean(ops.sum(weight * ops.square(predicted - target), axis=(1, 2, 3)))
-        energy_pred = ops.sum(self.normalization.inverse(ops.relu(predicted)), axis=(1, 2))
-        energy_true = ops.sum(images, axis=(1, 2))
+        gev = self.soft_zero_suppress(self.normalization.inverse(ops.relu(predicted)))
+        energy_pred, energy_true = ops.sum(gev, axis=(1, 2)), ops.sum(images, axis=(1, 2))
         energy = ops.mean(ops.sum(ops.square(ops.log1p(energy_pred) - ops.log1p(energy_true)), axis=-1))
-        losses = {"reconstruction_loss": reconstruction, "energy_loss": energy}
-        total = reconstruction + self.energy_weight * energy
+        mass_pred = self.image_mass(gev[..., 1] + gev[..., 2])
+        mass_true = self.image_mass(images[..., 1] + images[..., 2])
+        mass = ops.mean(ops.square(ops.log1p(mass_pred) - ops.log1p(mass_true)))
+        losses = {"reconstruction_loss": reconstruction, "energy_loss": energy, "mass_loss": mass}
+        total = reconstruction + self.energy_weight * energy + self.mass_weight * mass
         if self.variational:
             kl = ops.mean(-0.5 * ops.sum(1.0 + z_log_var - ops.square(z_mean) - ops.exp(z_log_var), axis=-1))
             losses["kl_loss"] = kl
@@ -238,6 +265,7 @@ class JetImageVAE(keras.Model):
             "kl_warmup_steps": self.kl_warmup_steps,
             "occupied_weight": self.occupied_weight,
             "energy_weight": self.energy_weight,
+            "mass_weight": self.mass_weight,
             "variational": self.variational,
             "seed": self.seed,
         }

@@ -48,3 +48,25 @@ class DataBundle:
     val: Any
     info: dict[str, Any]
     extras: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def data_path(config: dict[str, Any]):
+    """The input file of a run: ``config["data"]`` or, when not given, the shipped sample."""
+    from pathlib import Path
+
+    from hep_keras.data.sample import SAMPLE_PATH
+
+    return Path(config["data"]) if config.get("data") else SAMPLE_PATH
+
+
+def image_file_info(info) -> dict[str, Any]:
+    """JSON-able description of a :class:`~hep_keras.data.JetFileInfo` for run and export metadata."""
+    return {
+        "path": str(info.path),
+        "fingerprint": info.fingerprint,
+        "n_events": info.n_events,
+        "image_shape": list(info.image_shape),
+        "dtype": info.dtype,
+        "schema": {"X_jets": "(N,H,W,3) float GeV: Tracks, ECAL, HCAL", "m0": "(N,) GeV", "pt": "(N,) GeV",
+                   "y": "(N,) 0 quark / 1 gluon"},
+    }

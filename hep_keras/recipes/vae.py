@@ -1,0 +1,139 @@
+"""Recipe for ``python -m hep_keras.fit vae``: the convolutional VAE on jet images (GeV in, GeV out)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hep_keras.config import check_positive
+from hep_keras.errors import ConfigError
+from hep_keras.recipes.base import DataBundle, data_path, image_file_info
+
+NAME = "vae"
+MONITOR = "val_loss"
+DEFAULTS: dict[str, Any] = {
+    "epochs": 15,
+    "batch_size": 32,
+    "latent_dim": 16,
+    "widths": [16, 32, 64, 64],
+    "activation": "silu",
+    "beta": 1.0,
+    "kl_warmup_steps": 300,
+    "occupied_weight": 4.0,
+    "energy_weight": 100.0,
+    "mass_weight": 100.0,
+    "eval_events": 500,
+    "figure_events": 4,
+    "norm_fit_events": 1000,
+}
+
+
+def validate(config: dict[str, Any]) -> None:
+    check_positive(config, "latent_dim", "norm_fit_events")
+    if not config["widths"] or any(not isinstance(w, int) or w <= 0 for w in config["widths"]):
+        raise ConfigError(f"config key 'widths' must be a non-empty list of positive integers, got {config['widths']}")
+    for key in ("beta", "occupied_weight", "energy_weight", "mass_weight", "kl_warmup_steps", "figure_events"):
+        if config.get(key, 0) < 0:
+            raise ConfigError(f"config key {key!r} must be >= 0, got {config[key]!r}")
+
+
+def _split_kwargs(config: dict[str, Any]) -> dict[str, Any]:
+    return {"seed": config["seed"], "fractions": tuple(config["fractions"]), "max_events": config["max_events"]}
+
+
+def load_data(config: dict[str, Any]) -> DataBundle:
+    """Validate the file, stream train/val splits, fit the per-channel normalisation on the training split."""
+    from hep_keras.data import inspect_jet_file, jet_images
+    from hep_keras.data.normalization import fit_channel_log_scale
+
+    path = data_path(config)
+    info = inspect_jet_file(path)
+    kwargs = _split_kwargs(config)
+    train = jet_images(path, "train", config["batch_size"], **kwargs)
+    val = jet_images(path, "val", config["batch_size"], **kwargs)
+    fit_batches = jet_images(path, "train", 256, shuffle=False, **kwargs).as_numpy_iterator()
+    scales, norms, thresholds = fit_channel_log_scale(fit_batches, max_events=config["norm_fit_events"])
+    normalization = {"scales": scales, "norms": norms, "zero_thresholds": thresholds}
+    return DataBundle(train, val, image_file_info(info), {"path": path, "normalization": normalization})
+
+
+def build_model(config: dict[str, Any], data: DataBundle, variational: bool = True):
+    import keras
+
+    from hep_keras.models import JetImageAE, JetImageVAE
+
+    h, w, c = data.info["image_shape"]
+    if h != w:
+        raise ConfigError(f"{data.info['path']}: images must be square, got {h}x{w}")
+    kwargs = dict(
+        image_size=h,
+        channels=c,
+        latent_dim=config["latent_dim"],
+        widths=config["widths"],
+        activation=config["activation"],
+        occupied_weight=config["occupied_weight"],
+        energy_weight=config["energy_weight"],
+        mass_weight=config["mass_weight"],
+        seed=config["seed"],
+        **data.extras["normalization"],
+    )
+    if variational:
+        model = JetImageVAE(beta=config["beta"], kl_warmup_steps=config["kl_warmup_steps"], **kwargs)
+    else:
+        model = JetImageAE(**kwargs)
+    model.compile(
+        optimizer=keras.optimizers.Adam(config["learning_rate"]),
+        jit_compile=config["jit_compile"],
+    )
+    return model
+
+
+def test_events(config: dict[str, Any], data: DataBundle) -> dict[str, np.ndarray]:
+    """The first ``eval_events`` events of the test split: ``X_jets`` (GeV), ``y``, ``m0``, ``pt``."""
+    from hep_keras.data import read_events, split_indices
+
+    n = data.info["n_events"] if not config["max_events"] else min(config["max_events"], data.info["n_events"])
+    index = split_indices(n, "test", tuple(config["fractions"]), config["seed"])[: config["eval_events"]]
+    if index.size == 0:
+        raise ConfigError(f"{data.info['path']}: the test split is empty; use more events or larger test fraction")
+    arrays = read_events(data.extras["path"], index)
+    arrays["index"] = index
+    return arrays
+
+
+def evaluate(model, config: dict[str, Any], data: DataBundle, run_dir: Path) -> dict[str, Any]:
+    """Reconstruct test events; write figures; return the physics metrics."""
+    from hep_keras.evaluation.images import evaluate_reconstruction
+
+    arrays = test_events(config, data)
+    images = arrays["X_jets"]
+    reconstructed = model.predict(images, batch_size=config["batch_size"], verbose=0)
+    z_mean = np.concatenate(
+        [np.asarray(model.encode(images[i : i + 256])[0]) for i in range(0, len(images), 256)]
+    )
+    return evaluate_reconstruction(
+        images, reconstructed, Path(run_dir) / "figures", labels=arrays["y"], latent=z_mean,
+        figure_events=config["figure_events"],
+    )
+
+
+def export(model, config: dict[str, Any], data: DataBundle, staging_dir: Path) -> dict[str, Any]:
+    """SavedModel with encode / decode / reconstruct (GeV in, GeV out) and the ``.keras`` file."""
+    from hep_keras.export import KERAS_FILE, SAVED_MODEL_DIR, export_image_autoencoder
+
+    export_image_autoencoder(model, Path(staging_dir) / SAVED_MODEL_DIR)
+    model.save(Path(staging_dir) / KERAS_FILE)
+    h, w, c = data.info["image_shape"]
+    return {
+        "endpoints": {
+            "encode": f"images float32 (N,{h},{w},{c}) GeV -> z_mean float32 (N,{model.latent_dim})",
+            "decode": f"z float32 (N,{model.latent_dim}) -> images float32 (N,{h},{w},{c}) GeV",
+            "reconstruct": f"images float32 (N,{h},{w},{c}) GeV -> images float32 (N,{h},{w},{c}) GeV",
+        },
+        "reconstruct_args": ["images"],
+        "image_shape": [h, w, c],
+        "latent_dim": model.latent_dim,
+        "normalization": {"type": "ChannelLogScale", **data.extras["normalization"]},
+    }
