@@ -120,12 +120,15 @@ def plot_distributions(original: np.ndarray, restored: np.ndarray, path: str | P
     fig, axes = plt.subplots(2, 2, figsize=(10, 7), constrained_layout=True)
     for i, (ax, name) in enumerate(zip(axes.flat, VARIABLES, strict=True)):
         o, r = original[:, i], restored[:, i]
+        r = r[np.isfinite(r)]
+        hi = max(o.max(), np.percentile(r, 99.9) if r.size else o.max())
         if name in RELATIVE:
             lo = max(np.percentile(o, 0.1), 1e-2)
-            bins = np.geomspace(lo, max(o.max(), r.max()), 60)
+            bins = np.geomspace(lo, max(hi, 1.01 * lo), 60)
             ax.set_xscale("log")
         else:
-            bins = np.linspace(min(o.min(), r.min()), max(o.max(), r.max()), 60)
+            lo = min(o.min(), np.percentile(r, 0.1) if r.size else o.min())
+            bins = np.linspace(lo, max(hi, lo + 1e-6), 60)
         w1 = wasserstein_distance(o, r)
         ax.hist(o, bins=bins, histtype="step", label="original")
         ax.hist(r, bins=bins, histtype="step", linestyle="--", label=f"restored (W1 {w1:.2e})")
@@ -157,6 +160,7 @@ def plot_residual_vs_pt(original: np.ndarray, restored: np.ndarray, path: str | 
         ax.fill_between(centres, lo, hi, alpha=0.3, label="16–84 %")
         ax.plot(centres, med, "o-", label="median")
         ax.axhline(0, color="k", lw=0.5)
+        ax.set_xlim(edges[0], edges[-1])
         ax.set_xscale("log")
         ax.set_xlabel(r"original $p_T$ [GeV]")
         ax.set_ylabel(f"{LABELS[name]} residual ({'relative' if name in RELATIVE else 'absolute'})")
