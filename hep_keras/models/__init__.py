@@ -1,6 +1,7 @@
 """hep_keras models (one per module). Importing this package registers them all with Keras."""
 
 from hep_keras.models.ae import JetImageAE
+from hep_keras.models.compressor import JetCompressor
 from hep_keras.models.vae import JetImageVAE
 
-__all__ = ["JetImageAE", "JetImageVAE"]
+__all__ = ["JetCompressor", "JetImageAE", "JetImageVAE"]
