@@ -20,6 +20,7 @@ def write_jet_file(
     dtype: str = "float32",
     chunks: tuple | bool | None = True,
     compression: str | None = "gzip",
+    shuffle: bool = False,
     y: np.ndarray | None = None,
     extra: dict | None = None,
     drop: tuple[str, ...] = (),
@@ -39,6 +40,7 @@ def write_jet_file(
         chunks: ``True`` = HDF5 chunks of ``(8, size, size, 3)`` events, ``None``/``False`` = contiguous, or an
             explicit chunk shape for ``X_jets`` (scalars then get ``(chunks[0],)``).
         compression: ``"gzip"``, ``"lzf"`` or ``None`` (needs chunks).
+        shuffle: add the HDF5 byte-shuffle filter (needs chunks).
         y: labels to store instead of the alternating ones (any values, for bad-label tests).
         extra: more top-level entries: ``{name: array}`` datasets, or ``{name: {sub: array}}`` groups.
         drop: keys of the schema to leave out.
@@ -65,9 +67,8 @@ def write_jet_file(
             if key in drop:
                 continue
             dset_chunks = None if chunks is None or n == 0 else (chunks if key == "X_jets" else (chunks[0],))
-            handle.create_dataset(
-                key, data=values, chunks=dset_chunks, compression=compression if dset_chunks else None
-            )
+            filters = {"compression": compression, "shuffle": shuffle} if dset_chunks else {}
+            handle.create_dataset(key, data=values, chunks=dset_chunks, **filters)
         if "X_jets" not in drop:
             handle["X_jets"].attrs["units"] = "GeV"
         for name, value in (extra or {}).items():
@@ -86,7 +87,7 @@ def make_jet_file(tmp_path):
     """Factory fixture: ``make_jet_file(name="x.h5", **kwargs)`` -> Path of a new file in ``tmp_path``.
 
     Keyword arguments are those of :func:`write_jet_file` (n=40, size=16, dtype="float32", chunks=True,
-    compression="gzip", y=None, extra=None, drop=(), seed=0).
+    compression="gzip", shuffle=False, y=None, extra=None, drop=(), seed=0, occupancy=0.05).
     """
 
     def make(name: str = "x.h5", **kwargs) -> Path:

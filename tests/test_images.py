@@ -112,15 +112,26 @@ def test_unshuffled_is_file_order(make_jet_file):
         {"compression": "lzf"},
         {"chunks": (3, 16, 16, 3)},
         {"chunks": (20, 4, 4, 3)},
+        {"shuffle": True},
+        {"shuffle": True, "dtype": "float64", "chunks": (5, 16, 16, 3)},
+        {"compression": None},
     ],
 )
 def test_file_variants(make_jet_file, kwargs):
+    """Every storage layout gives the h5py values (gzip chunks of whole events take the zlib fast path)."""
     path = make_jet_file("var.h5", n=45, **kwargs)
     ds = jet_images(path, split="all", batch_size=7, fields=("X_jets", "y"))
-    images = np.concatenate([b[0].numpy() for b in ds])
-    assert images.dtype == np.float32
+    batches = list(ds)
+    images = np.concatenate([b[0].numpy() for b in batches])
+    labels = np.concatenate([b[1].numpy() for b in batches])
+    assert images.dtype == np.float32 and [len(b[0]) for b in batches] == [7] * 6 + [3]
     with h5py.File(path) as handle:
         np.testing.assert_array_equal(images, handle["X_jets"][()].astype(np.float32))
+        np.testing.assert_array_equal(labels, handle["y"][()])
+    val = np.concatenate([b.numpy() for b in jet_images(path, split="val", batch_size=2)])
+    np.testing.assert_array_equal(
+        val, read_events(path, split_indices(45, "val"), fields=("X_jets",))["X_jets"]
+    )
 
 
 def test_n_smaller_than_batch(make_jet_file):
@@ -168,6 +179,28 @@ def test_nan_detected_while_reading(make_jet_file):
     with pytest.raises(DataError, match=r"nan\.h5.*X_jets.*NaN/Inf.*events 21 and 21"), data_errors():
         for _ in ds:
             pass
+
+
+def test_data_errors_passes_other_errors_through():
+    import tensorflow as tf
+
+    with pytest.raises(tf.errors.InvalidArgumentError), data_errors():
+        raise tf.errors.InvalidArgumentError(None, None, "something else")
+
+
+def test_input_context_shards(make_jet_file):
+    import tensorflow as tf
+
+    path = make_jet_file("ctx.h5", n=200)  # chunks of 8 -> blocks of 64 events: 0-63, 64-127, 128-191, 192-199
+    context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=1)
+    events = _events(jet_images(path, split="all", batch_size=8, input_context=context))
+    assert np.array_equal(events, np.r_[64:128, 192:200])
+    assert ds_options_policy(jet_images(path, split="all", input_context=context)) == "OFF"
+    assert ds_options_policy(jet_images(path, split="all")) == "DATA"
+
+
+def ds_options_policy(ds) -> str:
+    return ds.options().experimental_distribute.auto_shard_policy.name
 
 
 def test_missing_field(make_jet_file):

@@ -32,6 +32,7 @@ import contextlib
 import os
 import re
 import threading
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,11 +145,64 @@ def _cache_bytes(dset: h5py.Dataset) -> int:
     return max(4 * 2**20, int(row * 1.25) + 2**20)
 
 
+_DEFLATE, _SHUFFLE = h5py.h5z.FILTER_DEFLATE, h5py.h5z.FILTER_SHUFFLE
+
+
+def _python_filters(dset: h5py.Dataset) -> tuple[int, ...] | None:
+    """Filter pipeline of ``dset`` if its chunks can be decoded in Python, else ``None``.
+
+    Decodable: chunks spanning whole events (``chunks[1:] == shape[1:]``), native byte order, filters
+    deflate or shuffle + deflate. Decoding them with :func:`zlib.decompress` (which releases the GIL) instead of
+    inside HDF5 (which holds h5py's global lock) lets several blocks decompress in parallel threads.
+    """
+    if dset.chunks is None or tuple(dset.chunks[1:]) != tuple(dset.shape[1:]) or not dset.dtype.isnative:
+        return None
+    plist = dset.id.get_create_plist()
+    filters = tuple(plist.get_filter(i)[0] for i in range(plist.get_nfilters()))
+    return filters if filters in ((_DEFLATE,), (_SHUFFLE, _DEFLATE)) else None
+
+
+def _decode_chunk(dset: h5py.Dataset, first: int, filters: tuple[int, ...]) -> np.ndarray | None:
+    """The chunk starting at event ``first``, decoded in Python; ``None`` if it must go through HDF5."""
+    itemsize = dset.dtype.itemsize
+    nbytes = int(np.prod(dset.chunks, dtype=np.int64)) * itemsize
+    try:
+        mask, raw = dset.id.read_direct_chunk((first,) + (0,) * (dset.ndim - 1))
+        if mask != 0:  # some filter was skipped when writing this chunk
+            return None
+        data = zlib.decompress(raw, bufsize=nbytes)
+    except (OSError, KeyError, RuntimeError, ValueError, zlib.error):
+        return None
+    if len(data) != nbytes:
+        return None
+    values = np.frombuffer(data, dtype=np.uint8)
+    if _SHUFFLE in filters:  # HDF5 shuffle stores byte 0 of every value, then byte 1, ...
+        values = np.ascontiguousarray(values.reshape(itemsize, -1).T)
+    return values.view(dset.dtype).reshape(dset.chunks)
+
+
+def _read_rows(dset: h5py.Dataset, start: int, stop: int, filters: tuple[int, ...] | None) -> np.ndarray:
+    """Events ``[start, stop)`` of ``dset`` as stored (dtype of the file); chunk by chunk when decodable."""
+    if filters is None:
+        return dset[start:stop]
+    rows = dset.chunks[0]
+    if start % rows == 0 and stop - start <= rows:  # one chunk: no copy
+        chunk = _decode_chunk(dset, start, filters)
+        return dset[start:stop] if chunk is None else chunk[: stop - start]
+    out = np.empty((stop - start, *dset.shape[1:]), dtype=dset.dtype)
+    for first in range(start - start % rows, stop, rows):
+        lo, hi = max(first, start), min(first + rows, stop)
+        chunk = _decode_chunk(dset, first, filters)
+        out[lo - start : hi - start] = dset[lo:hi] if chunk is None else chunk[lo - first : hi - first]
+    return out
+
+
 class _BlockReader:
     """Reads the wanted rows of one block from an open ``h5py.File`` (opened lazily, once per reader).
 
     Outputs float32 arrays, one per field: images ``(k, H', W', 3)`` (centrally cropped to ``crop``), other
-    fields ``(k,) + trailing shape``, where ``k`` is the number of wanted events in the block.
+    fields ``(k,) + trailing shape``, where ``k`` is the number of wanted events in the block. Thread-safe:
+    ``tf.data`` may call it from several threads (``num_parallel_reads``).
     """
 
     def __init__(
@@ -160,19 +214,22 @@ class _BlockReader:
         self.crop = crop
         self.cache_bytes = cache_bytes
         self._handle: h5py.File | None = None
+        self._datasets: list[tuple[h5py.Dataset, tuple[int, ...] | None]] = []
         self._lock = threading.Lock()
 
-    def _datasets(self) -> list[h5py.Dataset]:
+    def _open(self) -> list[tuple[h5py.Dataset, tuple[int, ...] | None]]:
         with self._lock:
             if self._handle is None:
                 self._handle = open_jet_file(self.path, cache_bytes=self.cache_bytes)
-        return [self._handle[field] for field in self.fields]
+                datasets = [self._handle[field] for field in self.fields]
+                self._datasets = [(dset, _python_filters(dset)) for dset in datasets]
+            return self._datasets
 
     def __call__(self, block) -> list[np.ndarray]:
         start, stop, rows = self.plan.rows(int(block))
         out = []
-        for field, dset in zip(self.fields, self._datasets(), strict=True):
-            values = dset[start:stop]
+        for field, (dset, filters) in zip(self.fields, self._open(), strict=True):
+            values = _read_rows(dset, start, stop, filters)
             if field == IMAGE_KEY:
                 values = _central_crop(values, self.crop)
             if rows is not None:
@@ -187,6 +244,7 @@ class _BlockReader:
             if self._handle is not None:
                 self._handle.close()
                 self._handle = None
+                self._datasets = []
 
     def __del__(self):
         with contextlib.suppress(Exception):
@@ -258,7 +316,7 @@ def jet_images(
     repeat: bool = False,
     crop: int | None = None,
     cache_bytes: int | None = None,
-    num_parallel_reads: int = 1,
+    num_parallel_reads: int | None = None,
     num_shards: int = 1,
     shard_index: int = 0,
     input_context=None,
@@ -281,7 +339,9 @@ def jet_images(
         repeat: repeat forever (reshuffling every epoch); otherwise the dataset has a known cardinality.
         crop: central ``crop x crop`` window of the images, taken in the reader.
         cache_bytes: HDF5 chunk-cache size of the reader; default one chunk row of ``X_jets`` + 25 %.
-        num_parallel_reads: blocks read concurrently (h5py serialises decompression, so 1 is usually best).
+        num_parallel_reads: blocks read concurrently; ``None`` = ``tf.data.AUTOTUNE``. Gzip chunks that span
+            whole events are inflated with :mod:`zlib` outside h5py's global lock, so they decompress in
+            parallel; other layouts (lzf, chunks split across pixels) decode inside HDF5, one at a time.
         num_shards, shard_index: read only the blocks ``b`` with ``b % num_shards == shard_index``
             (multi-worker training); ``input_context`` (a ``tf.distribute.InputContext``) sets both.
 
@@ -294,8 +354,6 @@ def jet_images(
             ``drop_remainder``, (while iterating) NaN/Inf in the images.
         ConfigError: invalid split, fractions, batch size, crop or fields.
     """
-    import tensorflow as tf
-
     _check_split(split)
     fields = _check_fields(fields)
     if int(batch_size) < 1:
@@ -307,15 +365,11 @@ def jet_images(
     path = Path(path)
     info = _inspect_for(path, fields)
     crop = _check_crop(crop, info)
-    shuffle = (split == "train") if shuffle is None else bool(shuffle)
-
     n_events = _effective_events(info, max_events)
     index = None if split == "all" else split_indices(n_events, split, fractions, seed)
     plan = _BlockPlan(n_events=n_events, block_events=info.block_events, index=index)
-    counts = plan.counts()
-    blocks = np.arange(plan.n_blocks, dtype=np.int64)
-    blocks = blocks[(blocks % num_shards == shard_index) & (counts > 0)]
-    n_split = int(counts[blocks].sum())
+    blocks, n_split = _shard_blocks(plan, num_shards, shard_index)
+
     where = f"{path}: split '{split}'" + (f" shard {shard_index}/{num_shards}" if num_shards > 1 else "")
     if n_split == 0:
         raise DataError(f"{where} has no events (file has {info.n_events}, using {n_events})")
@@ -325,16 +379,59 @@ def jet_images(
         )
 
     shapes = _field_shapes(path, fields, crop)
-    event_bytes = 4 * sum(int(np.prod(s, dtype=np.int64)) for s in shapes)
     if shuffle_buffer is None:
+        event_bytes = 4 * sum(int(np.prod(s, dtype=np.int64)) for s in shapes)
         shuffle_buffer = int(np.clip(SHUFFLE_BUFFER_BYTES // max(event_bytes, 1), 100, 10_000))
     reader = _BlockReader(path, fields, plan, crop, cache_bytes or _cache_bytes_for(path))
+    return _pipeline(
+        reader,
+        blocks,
+        shapes,
+        n_events=n_split,
+        batch_size=int(batch_size),
+        shuffle=(split == "train") if shuffle is None else bool(shuffle),
+        seed=seed,
+        shuffle_buffer=int(shuffle_buffer),
+        drop_remainder=bool(drop_remainder),
+        repeat=repeat,
+        num_parallel_reads=num_parallel_reads,
+        sharded=num_shards > 1,
+    )
+
+
+def _shard_blocks(plan: _BlockPlan, num_shards: int, shard_index: int) -> tuple[np.ndarray, int]:
+    """Block ids of this shard that hold wanted events (block ``b`` -> shard ``b % num_shards``), and their count."""
+    counts = plan.counts()
+    blocks = np.arange(plan.n_blocks, dtype=np.int64)
+    blocks = blocks[(blocks % num_shards == shard_index) & (counts > 0)]
+    return blocks, int(counts[blocks].sum())
+
+
+def _pipeline(
+    reader: _BlockReader,
+    blocks: np.ndarray,
+    shapes: list[tuple],
+    *,
+    n_events: int,
+    batch_size: int,
+    shuffle: bool,
+    seed: int,
+    shuffle_buffer: int,
+    drop_remainder: bool,
+    repeat: bool,
+    num_parallel_reads: int | None,
+    sharded: bool,
+):
+    """block ids -> (shuffle blocks) -> read -> (shuffle events) -> batch -> cardinality -> prefetch."""
+    import tensorflow as tf
+
+    n_fields = len(shapes)
 
     def read_block(block):
-        outs = tf.numpy_function(reader, [block], Tout=[tf.float32] * len(fields), stateful=False)
+        outs = tf.numpy_function(reader, [block], Tout=[tf.float32] * n_fields, stateful=False)
         for tensor, shape in zip(outs, shapes, strict=True):
             tensor.set_shape((None, *shape))
-        return outs[0] if len(fields) == 1 else tuple(outs)
+        return outs[0] if n_fields == 1 else tuple(outs)
 
     ds = tf.data.Dataset.from_tensor_slices(blocks)
     if shuffle:
@@ -343,27 +440,24 @@ def jet_images(
         ds = ds.repeat()
     parallel = tf.data.AUTOTUNE if num_parallel_reads is None else int(num_parallel_reads)
     ds = ds.map(read_block, num_parallel_calls=parallel, deterministic=True)
-    ds = ds.unbatch()
     if shuffle:
-        ds = ds.shuffle(int(shuffle_buffer), seed=seed + 1, reshuffle_each_iteration=True)
-    ds = ds.batch(int(batch_size), drop_remainder=bool(drop_remainder))
+        ds = ds.unbatch().shuffle(shuffle_buffer, seed=seed + 1, reshuffle_each_iteration=True)
+        ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    else:  # blocks -> batches with one copy (unbatch + batch would copy every event twice)
+        ds = ds.rebatch(batch_size, drop_remainder=drop_remainder)
     if not repeat:
-        n_batches = n_split // batch_size if drop_remainder else -(-n_split // batch_size)
+        n_batches = n_events // batch_size if drop_remainder else -(-n_events // batch_size)
         ds = ds.apply(tf.data.experimental.assert_cardinality(n_batches))
     ds = ds.prefetch(tf.data.AUTOTUNE)
-    return ds.with_options(_options(tf, sharded=num_shards > 1))
+    options = tf.data.Options()
+    policy = tf.data.experimental.AutoShardPolicy
+    options.experimental_distribute.auto_shard_policy = policy.OFF if sharded else policy.DATA
+    return ds.with_options(options)
 
 
 def _cache_bytes_for(path: Path) -> int:
     with open_jet_file(path) as handle:
         return _cache_bytes(handle[IMAGE_KEY])
-
-
-def _options(tf, sharded: bool):
-    options = tf.data.Options()
-    policy = tf.data.experimental.AutoShardPolicy
-    options.experimental_distribute.auto_shard_policy = policy.OFF if sharded else policy.DATA
-    return options
 
 
 # ----------------------------------------------------------------------------------------------- read_events
