@@ -157,6 +157,7 @@ def test_tiny_run_schema_units_and_balance(tiny):
         assert data[key].shape == (N_TINY,) and data[key].dtype == np.float32
     assert compression == "gzip" and chunks[0] >= 1 and chunks[1:] == (125, 125, 3)
     assert sorted(np.unique(data["y"], return_counts=True)[1].tolist()) == [N_TINY // 2, N_TINY // 2]
+    assert (data["y"].reshape(-1, 2).sum(axis=1) == 1).all()  # one quark and one gluon per pair of rows
     assert (data["pt"] >= 70).all() and (data["pt"] <= 400).all() and (data["m0"] > 0).all()
     X = data["X_jets"].astype(np.float64)
     assert (X >= 0).all()
@@ -282,6 +283,7 @@ def test_shipped_sample_schema_size_and_balance():
         assert f["m0"].shape == f["pt"].shape == (n,)
         y = f["y"][()]
         assert sorted(np.unique(y).tolist()) == [0, 1] and (y == 0).sum() == (y == 1).sum() == n // 2
+        assert (y.reshape(-1, 2).sum(axis=1) == 1).all()  # every prefix of 2k rows is balanced
         assert "command" in f.attrs and "jets" in f
         assert f["X_jets"][:2].sum() > 0
 

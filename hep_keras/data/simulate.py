@@ -7,7 +7,8 @@ status > 0 except neutrinos) are clustered with anti-kT, R = 0.4 (FastJet). The 
 ``pt_min <= pT <= pt_max`` and ``|eta| < eta_max`` and lie within Delta R < R of one of the two outgoing
 hard-process partons (Pythia status -23); it is labelled quark (``y = 0``, any quark flavour, b and c
 included) or gluon (``y = 1``). Unmatched events are dropped. The first ``N/2`` quark and the first ``N/2``
-gluon jets in generation order are kept, so the output is balanced; N must be even.
+gluon jets in generation order are kept, so the output is balanced; N must be even. Rows come in pairs (the
+k-th quark and the k-th gluon jet, in a seeded random order), so every prefix of 2k rows is balanced too.
 
 Detector approximation (documented in ``docs/simulation.md``), a 125 x 125 window of ECAL-crystal pixels
 (Delta eta = Delta phi = 0.0174) centred on the jet axis, rows = eta, columns = phi, GeV per pixel:
@@ -658,6 +659,63 @@ class Progress:
             print(file=self.stream, flush=True)
 
 
+@dataclass
+class JetRecord:
+    """One kept jet: its image (stored sparse while it waits for a partner of the other class) and its event.
+
+    ``flat_index``/``values``: non-zero entries of the (125, 125, 3) float32 image; ``table``: the event's jets
+    (``pt, eta, phi, m, E`` arrays, leading first).
+    """
+
+    label: int
+    pt: float
+    m0: float
+    generated_event: int
+    flat_index: np.ndarray
+    values: np.ndarray
+    table: dict[str, np.ndarray]
+
+    @classmethod
+    def from_block(cls, block: Block, i: int) -> JetRecord:
+        """Accepted jet ``i`` of ``block``."""
+        image = block.images[i].reshape(-1)
+        flat_index = np.flatnonzero(image).astype(np.int32)
+        mine = block.table["owner"] == i
+        table = {k: block.table[k][mine] for k in ("pt", "eta", "phi", "m", "E")}
+        return cls(
+            int(block.label[i]),
+            float(block.pt[i]),
+            float(block.m0[i]),
+            int(block.generated_event[i]),
+            flat_index,
+            image[flat_index],
+            table,
+        )
+
+    def image(self) -> np.ndarray:
+        """The dense float32 (125, 125, 3) image."""
+        dense = np.zeros(IMAGE_PIXELS * IMAGE_PIXELS * len(CHANNELS), np.float32)
+        dense[self.flat_index] = self.values
+        return dense.reshape(IMAGE_PIXELS, IMAGE_PIXELS, len(CHANNELS))
+
+
+def interleave_classes(records: Iterator[JetRecord], seed: int) -> Iterator[JetRecord]:
+    """Emit the k-th quark and the k-th gluon jet together, in a seeded random order within each pair.
+
+    Every prefix of ``2k`` rows of the output is therefore balanced (``k`` of each class), while the order
+    inside a pair is not predictable. Jets of the class that runs ahead wait in memory (sparse, ~3 kB each).
+    """
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 2**31, 2]))
+    waiting: tuple[list[JetRecord], list[JetRecord]] = ([], [])
+    for record in records:
+        waiting[record.label].append(record)
+        if waiting[0] and waiting[1]:
+            pair = (waiting[0].pop(0), waiting[1].pop(0))
+            first = int(rng.integers(2))
+            yield pair[first]
+            yield pair[1 - first]
+
+
 class SampleWriter:
     """Writes the schema (``X_jets``, ``m0``, ``pt``, ``y``, ``jets/``) to an open h5py file, chunk by chunk."""
 
@@ -680,20 +738,20 @@ class SampleWriter:
             k: [] for k in ("pt", "eta", "phi", "m", "E", "event", "gen")
         }
 
-    def add(self, block: Block, i: int) -> None:
-        """Append accepted jet ``i`` of ``block`` as the next row (and its event's jets to the table)."""
+    def add(self, record: JetRecord) -> None:
+        """Append ``record`` as the next row of ``X_jets``/``m0``/``pt``/``y`` and its event's jets to the table."""
         row = self.rows
-        self.buffer.append(block.images[i])
+        self.buffer.append(record.image())
         self.scalars["m0"][row], self.scalars["pt"][row], self.scalars["y"][row] = (
-            block.m0[i],
-            block.pt[i],
-            block.label[i],
+            record.m0,
+            record.pt,
+            record.label,
         )
-        mine = block.table["owner"] == i
+        n_jets = len(record.table["pt"])
         for key in ("pt", "eta", "phi", "m", "E"):
-            self.table[key].append(block.table[key][mine])
-        self.table["event"].append(np.full(int(mine.sum()), row, np.int64))
-        self.table["gen"].append(np.full(int(mine.sum()), block.generated_event[i], np.int64))
+            self.table[key].append(record.table[key])
+        self.table["event"].append(np.full(n_jets, row, np.int64))
+        self.table["gen"].append(np.full(n_jets, record.generated_event, np.int64))
         self.rows += 1
         if len(self.buffer) == self.chunk or self.rows == self.n:
             self._flush()
@@ -860,8 +918,9 @@ def simulate(
     try:
         with h5py.File(tmp, "w") as h5file:
             writer = SampleWriter(h5file, config)
-            for block, i in select_balanced(blocks, config.events, report):
-                writer.add(block, i)
+            selected = (JetRecord.from_block(b, i) for b, i in select_balanced(blocks, config.events, report))
+            for record in interleave_classes(selected, config.seed):
+                writer.add(record)
             blocks.close()
             writer.finish(file_attributes(config, command, generated))
         bar.update(config.events, config.events // 2, config.events // 2, generated, force=True)
