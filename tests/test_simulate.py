@@ -239,7 +239,7 @@ def test_bad_config_is_one_line_config_error(kwargs, option):
     assert "\n" not in str(err.value)
 
 
-def test_cli_bad_args_exit_2_with_one_line(tmp_path):
+def test_cli_subprocess_bad_args_exit_2_with_one_line(tmp_path):
     script = (
         "import sys\n"
         "from hep_keras.cli import run\n"
@@ -247,16 +247,16 @@ def test_cli_bad_args_exit_2_with_one_line(tmp_path):
         "assert 'tensorflow' not in sys.modules, 'simulator imported tensorflow'\n"
         "run(main)\n"
     )
-    for args in (["--events", "-4"], ["--events", "4", "--pt-min", "300", "--pt-max", "200"]):
-        proc = subprocess.run(
-            [sys.executable, "-c", script, *args, "--out", str(tmp_path / "x.h5")],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert proc.returncode == 2, proc.stderr
-        lines = proc.stderr.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    # same as `python -m hep_keras.simulate ...`, plus a check that TensorFlow is never imported
+    proc = subprocess.run(
+        [sys.executable, "-c", script, "--events", "-4", "--out", str(tmp_path / "x.h5")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: --events"), proc.stderr
     assert not list(tmp_path.iterdir())
 
 
@@ -266,10 +266,13 @@ def test_cli_main_in_process(tmp_path, capsys):
 
     out = tmp_path / "exists.h5"
     out.touch()
-    with pytest.raises(SystemExit) as exit_info:
-        run(main, ["--events", "2", "--out", str(out)])
-    assert exit_info.value.code == 2
-    assert capsys.readouterr().err.startswith("error: ")
+    for args in (["--events", "2"], ["--events", "4", "--pt-min", "300", "--pt-max", "200", "--overwrite"]):
+        with pytest.raises(SystemExit) as exit_info:
+            run(main, [*args, "--out", str(out)])
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert "--pt-min" in err
 
 
 # --- the shipped sample
