@@ -558,7 +558,7 @@ def _worker_main(config: SimulationConfig, worker: int, out_queue, stop) -> None
         while not stop.is_set():
             out_queue.put(("block", stream.block(local * config.workers + worker)))
             local += 1
-    except Exception as err:  # noqa: BLE001 - reported to the parent, which raises
+    except Exception as err:  # reported to the parent, which raises
         out_queue.put(("error", f"{type(err).__name__}: {err}"))
 
 
@@ -582,7 +582,8 @@ def iter_blocks(config: SimulationConfig) -> Iterator[Block]:
     """Blocks in global order 0, 1, 2, ... (block ``g`` comes from worker ``g % K``); infinite iterator.
 
     ``workers == 1`` runs in this process. Otherwise K spawned processes each run an :class:`EventStream`
-    seeded from ``(seed, worker)`` and stays at most two blocks ahead (one queued, one in progress); closing the iterator terminates them.
+    seeded from ``(seed, worker)``; each stays at most two blocks ahead (one queued, one in progress).
+    Closing the iterator terminates them.
     """
     if config.workers == 1:
         stream = EventStream(config, stream=0)
