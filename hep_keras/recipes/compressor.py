@@ -22,7 +22,7 @@ MONITOR = "val_loss"
 DEFAULTS: dict[str, Any] = {
     "batch_size": 256,
     "epochs": 100,
-    "patience": 10,
+    "patience": 20,
     "eval_events": 200000,  # test jets used for metrics and figures
     "widths": [200, 100, 50],
     "latent_dim": 3,
@@ -31,13 +31,13 @@ DEFAULTS: dict[str, Any] = {
     "mass_offset": 1.0,  # GeV: the mass enters as log10(m + mass_offset)
     # pt, eta, phi, m weights of the normalised-space squared errors; ~1/goal^2 in normalised units, with the
     # mass nearly given up: 4 independent numbers do not fit into 3 (see docs/compressor.md)
-    "loss_weights": [50.0, 250.0, 450.0, 0.2],
+    "loss_weights": [50.0, 250.0, 450.0, 0.02],
     "augment": True,  # random phi rotation and eta -> -eta of training jets (exact symmetries of pp collisions)
     "min_pt": None,  # GeV; keep jets with pt >= min_pt
     "columns": None,  # "pt=Jet_pt,eta=Jet_eta,phi=Jet_phi,m=Jet_mass" (default: detected)
     "allow_pickle": False,
     "min_mass": 1.0,  # GeV: jets below it are left out of the relative-mass-residual metric
-    "reduce_lr_patience": 4,  # ReduceLROnPlateau (factor 0.5) on val_loss; 0 = off
+    "reduce_lr_patience": 6,  # ReduceLROnPlateau (factor 0.5) on val_loss; 0 = off
 }
 VARIABLES = ("pt", "eta", "phi", "m")
 
@@ -71,7 +71,9 @@ def split(n: int, fractions: list[float], seed: int) -> tuple[np.ndarray, np.nda
     order = np.random.default_rng(seed).permutation(n)
     n_train = max(1, int(round(fractions[0] * n)))
     n_val = int(round(fractions[1] * n))
-    if fractions[1] > 0:
+    if fractions[2] == 0:
+        n_val = n - n_train
+    elif fractions[1] > 0:
         n_val = max(1, min(n_val, n - n_train - 1))
     return order[:n_train], order[n_train : n_train + n_val], order[n_train + n_val :]
 
