@@ -55,17 +55,21 @@ class ChannelLogScale(keras.layers.Layer):
         return {**super().get_config(), "scales": self.scales, "norms": self.norms}
 
 
-def fit_channel_log_scale(
-    batches: Iterable[np.ndarray], max_events: int = 2000
-) -> tuple[list[float], list[float], list[float]]:
-    """Fit ``(scales, norms, zero_thresholds)`` from batches ``(B, H, W, C)`` in GeV.
+def fit_image_normalization(batches: Iterable[np.ndarray], max_events: int = 2000) -> dict[str, list[float]]:
+    """Per-channel normalisation constants fitted on batches ``(B, H, W, C)`` of GeV images.
 
-    ``scale_c`` is the median of the channel's non-zero pixels; ``norm_c`` is ``log1p(p99.99 / scale_c)`` of the
-    channel's non-zero pixels, so that almost every pixel maps into [0, 1]; ``zero_threshold_c`` is the 0.1st
-    percentile of the non-zero pixels, i.e. the detector's zero-suppression threshold as seen in the data
-    (reconstructed pixels below it are set to zero). Reads at most ``max_events`` events.
+    Returns a dict of length-C lists:
+
+    * ``scales``: median of the channel's non-zero pixels (GeV), for :class:`ChannelLogScale`;
+    * ``norms``: ``log1p(p99.99 / scale)`` of the non-zero pixels, so that almost every pixel maps into [0, 1];
+    * ``zero_thresholds``: 0.1st percentile of the non-zero pixels (GeV), i.e. the detector's zero-suppression
+      threshold as seen in the data (reconstructed pixels below it are set to zero);
+    * ``energy_scales``: mean total energy of the channel per event (GeV), the unit of the models' energy heads.
+
+    Reads at most ``max_events`` events.
     """
     nonzero: list[list[np.ndarray]] = []
+    totals: list[np.ndarray] = []
     seen = 0
     for batch in batches:
         batch = np.asarray(batch)
@@ -74,17 +78,20 @@ def fit_channel_log_scale(
         for c in range(batch.shape[-1]):
             values = batch[..., c]
             nonzero[c].append(values[values > 0].astype(np.float64))
+        totals.append(batch.sum(axis=(1, 2), dtype=np.float64))
         seen += len(batch)
         if seen >= max_events:
             break
     if not nonzero:
         raise ValueError("no events to fit the normalisation on")
-    scales, norms, thresholds = [], [], []
-    for per_channel in nonzero:
+    out: dict[str, list[float]] = {"scales": [], "norms": [], "zero_thresholds": [], "energy_scales": []}
+    mean_totals = np.concatenate(totals).mean(axis=0)
+    for c, per_channel in enumerate(nonzero):
         values = np.concatenate(per_channel)
         scale = float(np.median(values)) if values.size else 1.0
         top = float(np.percentile(values, 99.99)) if values.size else 1.0
-        scales.append(scale)
-        norms.append(float(max(np.log1p(top / scale), 1e-3)))
-        thresholds.append(float(np.percentile(values, 0.1)) if values.size else 0.0)
-    return scales, norms, thresholds
+        out["scales"].append(scale)
+        out["norms"].append(float(max(np.log1p(top / scale), 1e-3)))
+        out["zero_thresholds"].append(float(np.percentile(values, 0.1)) if values.size else 0.0)
+        out["energy_scales"].append(float(mean_totals[c]) if mean_totals[c] > 0 else 1.0)
+    return out

@@ -115,8 +115,9 @@ def plot_observable_histograms(
         both = np.concatenate([a, b])
         lo, hi = np.percentile(both, [0.5, 99.5]) if both.size else (0, 1)
         bins = np.linspace(lo, hi if hi > lo else lo + 1, 40)
-        ax.hist(a, bins=bins, histtype="step", lw=1.5, label=labels[0], density=True)
-        ax.hist(b, bins=bins, histtype="step", lw=1.5, label=labels[1], density=True)
+        with np.errstate(invalid="ignore", divide="ignore"):  # an all-empty sample has no density
+            ax.hist(a, bins=bins, histtype="step", lw=1.5, label=labels[0], density=True)
+            ax.hist(b, bins=bins, histtype="step", lw=1.5, label=labels[1], density=True)
         unit = OBSERVABLE_UNITS.get(key, "")
         ax.set_xlabel(f"{key} [{unit}]" if unit else key)
         title = key if not distances or key not in distances else f"{key}  W1={distances[key]:.3g}"

@@ -1,24 +1,27 @@
 """Convolutional variational autoencoder for jet images, GeV in and GeV out.
 
-``(N, 125, 125, 3)`` images in GeV → :class:`~hep_keras.data.normalization.ChannelLogScale` → zero-pad to a
-multiple of ``2**len(widths)`` → convolutional encoder → latent Gaussian (``latent_dim``) → decoder → crop →
-inverse normalisation → GeV. With ``variational=False`` the same backbone is a plain deterministic
-autoencoder (:class:`~hep_keras.models.ae.JetImageAE`).
+Encoder: ``(N, S, S, C)`` GeV → :class:`~hep_keras.data.normalization.ChannelLogScale` → zero-pad to a multiple
+of ``2**len(widths)`` (never resize: interpolation changes energy) → stride-2 convolutions → flatten, joined
+by the per-channel log total energies → latent Gaussian (``latent_dim``).
 
-Loss (per event, averaged over the batch), all terms in float32:
+Decoder ("energy-flow" parameterisation): from the latent it predicts, per channel, the **total energy**
+``E_c`` (a small dense head) and the **energy fractions** ``p_c`` over pixels (convolutional decoder →
+softmax over the S×S pixels of each channel). The image is ``E_c · p_c``, cropped back to S×S. Pixels under the
+detector's zero-suppression threshold are then set to 0 and the survivors rescaled so the channel still sums
+to ``E_c`` (a channel with no pixel above threshold keeps only its hottest pixel). With ``variational=False`` the same backbone is a deterministic autoencoder
+(:class:`~hep_keras.models.ae.JetImageAE`).
 
-* reconstruction: squared error in the log-scaled space summed over pixels, with occupied pixels of the
-  original weighted by ``1 + occupied_weight``. The log scale makes small deposits matter; the extra weight
-  on occupied pixels stops the decoder from settling on the blank image that wins plain pixel MSE on sparse
-  data (a few hundred occupied pixels out of 15,625 per channel);
-* physics: ``energy_weight`` × squared difference of ``log1p`` of each channel's total energy (GeV) between
-  reconstruction and original, and ``mass_weight`` × the same for the image jet mass (ECAL + HCAL) — they pin
-  the energy and mass responses to 1. Both are computed after a soft version of the zero suppression that is
-  applied to the output, so energy smeared into sub-threshold pixels does not count;
-* KL divergence to the unit Gaussian, times ``beta`` ramped linearly from 0 over ``kl_warmup_steps``
-  optimizer steps (KL warm-up avoids posterior collapse early in training).
+Why: a jet image is an energy distribution over a few hundred of 15,625 pixels per channel. Pixel-wise MSE is
+minimised by a nearly blank image; the energy-flow decoder cannot produce a blank image (fractions sum to 1),
+and each physics quantity gets its own loss term. Loss (per event, batch mean, float32):
 
-Alternatives tried and what they did are in the README ("Why the loss looks like this").
+* ``shape_loss``: KL divergence of the predicted from the true energy fractions, summed over channels with
+  energy (a cross-entropy on where the energy goes);
+* ``energy_loss``: squared error of ``log1p(E_c / energy_scale_c)`` per channel, summed — pins the energy
+  response to 1;
+* ``mass_loss``: ``mass_weight`` × squared error of ``log1p`` of the image jet mass (ECAL + HCAL, GeV);
+* ``kl_loss``: KL to the unit Gaussian × ``beta``, ramped linearly from 0 over ``kl_warmup_steps`` optimizer
+  steps (warm-up avoids posterior collapse).
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ from hep_keras.data.normalization import ChannelLogScale
 from hep_keras.evaluation.observables import pixel_coordinates
 from hep_keras.models.blocks import conv_decoder, conv_encoder, pad_amounts, padded_size
 
+_TINY = 1e-12
+
 
 @keras.saving.register_keras_serializable(package="hep_keras")
 class JetImageVAE(keras.Model):
@@ -44,14 +49,13 @@ class JetImageVAE(keras.Model):
         channels: C, number of image channels (3: Tracks, ECAL, HCAL).
         latent_dim: size of the latent vector.
         widths: filters of the encoder levels (each halves the resolution); the decoder mirrors them.
-        activation: activation of the hidden convolutions.
+        activation: activation of the hidden layers.
         scales, norms: per-channel constants of the input :class:`ChannelLogScale` (fit on the training split).
-        zero_thresholds: per-channel GeV below which reconstructed pixels are set to 0 (the detector's zero
-            suppression; ``None`` keeps every positive value).
+        energy_scales: per-channel GeV unit of the energy head (mean channel energy of the training split).
+        zero_thresholds: per-channel GeV below which output pixels are set to 0 (``None``: keep all).
         beta: weight of the KL term after warm-up.
         kl_warmup_steps: optimizer steps over which the KL weight rises linearly from 0 to ``beta``.
-        occupied_weight: extra weight of the originally occupied pixels in the reconstruction loss.
-        energy_weight: weight of the per-channel total-energy term.
+        energy_weight, mass_weight: weights of the energy and image-mass terms.
         variational: sample the latent (VAE) or use its mean (deterministic AE, no KL term).
         seed: seed of the latent sampling noise.
     """
@@ -65,12 +69,12 @@ class JetImageVAE(keras.Model):
         activation: str = "silu",
         scales: Sequence[float] = (1.0, 1.0, 1.0),
         norms: Sequence[float] = (1.0, 1.0, 1.0),
+        energy_scales: Sequence[float] = (1.0, 1.0, 1.0),
         zero_thresholds: Sequence[float] | None = None,
         beta: float = 1.0,
         kl_warmup_steps: int = 0,
-        occupied_weight: float = 4.0,
-        energy_weight: float = 100.0,
-        mass_weight: float = 100.0,
+        energy_weight: float = 10.0,
+        mass_weight: float = 10.0,
         variational: bool = True,
         seed: int | None = None,
         **kwargs,
@@ -82,10 +86,10 @@ class JetImageVAE(keras.Model):
         self.latent_dim = int(latent_dim)
         self.widths = [int(w) for w in widths]
         self.activation = activation
+        self.energy_scales = [float(e) for e in energy_scales]
         self.zero_thresholds = None if zero_thresholds is None else [float(t) for t in zero_thresholds]
         self.beta = float(beta)
         self.kl_warmup_steps = int(kl_warmup_steps)
-        self.occupied_weight = float(occupied_weight)
         self.energy_weight = float(energy_weight)
         self.mass_weight = float(mass_weight)
         self.variational = bool(variational)
@@ -101,21 +105,23 @@ class JetImageVAE(keras.Model):
         self.crop = keras.layers.Cropping2D(((before, after), (before, after)), name="crop")
         self.encoder = conv_encoder((padded, padded, self.channels), self.widths, activation, name="encoder")
         self.flatten = keras.layers.Flatten(name="flatten")
+        self.encoder_dense = keras.layers.Dense(4 * self.latent_dim, activation=activation, name="enc_dense")
         self.z_mean_dense = keras.layers.Dense(self.latent_dim, dtype="float32", name="z_mean")
         self.z_log_var_dense = (
             keras.layers.Dense(self.latent_dim, dtype="float32", name="z_log_var") if self.variational else None
         )
+        self.energy_hidden = keras.layers.Dense(4 * self.latent_dim, activation=activation, name="energy_hidden")
+        self.energy_head = keras.layers.Dense(self.channels, dtype="float32", name="energy_head")
         self.decoder_dense = keras.layers.Dense(bottom * bottom * self.widths[-1], activation=activation, name="dec_dense")
         self.reshape = keras.layers.Reshape((bottom, bottom, self.widths[-1]), name="dec_reshape")
         self.decoder = conv_decoder((bottom, bottom, self.widths[-1]), self.widths, self.channels, activation, "decoder")
         self.seed_generator = keras.random.SeedGenerator(seed)
+        eta, phi = pixel_coordinates(self.image_size, self.image_size)
+        self._kinematic_maps = np.stack([np.cosh(eta), np.cos(phi), np.sin(phi), np.sinh(eta)]).astype("float32")
 
         # === Loss trackers ===
-        self.loss_tracker = keras.metrics.Mean(name="loss")
-        self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction_loss")
-        self.energy_tracker = keras.metrics.Mean(name="energy_loss")
-        self.mass_tracker = keras.metrics.Mean(name="mass_loss")
-        self.kl_tracker = keras.metrics.Mean(name="kl_loss")
+        names = ["loss", "shape_loss", "energy_loss", "mass_loss"] + (["kl_loss"] if self.variational else [])
+        self.trackers = [keras.metrics.Mean(name=name) for name in names]
         self.build((None, self.image_size, self.image_size, self.channels))
 
     def build(self, input_shape):
@@ -124,17 +130,24 @@ class JetImageVAE(keras.Model):
         self.normalization.build(shape)
         encoded = self.encoder.compute_output_shape(self.pad.compute_output_shape(shape))
         flat = self.flatten.compute_output_shape(encoded)
-        self.z_mean_dense.build(flat)
-        if self.z_log_var_dense is not None:
-            self.z_log_var_dense.build(flat)
+        self.encoder_dense.build((None, flat[-1] + self.channels))
+        for layer in (self.z_mean_dense, self.z_log_var_dense):
+            if layer is not None:
+                layer.build((None, 4 * self.latent_dim))
+        self.energy_hidden.build((None, self.latent_dim))
+        self.energy_head.build((None, 4 * self.latent_dim))
         self.decoder_dense.build((None, self.latent_dim))
         self.built = True
 
-    # --- pieces -------------------------------------------------------------------------------------------
     @property
     def metrics(self):
-        trackers = [self.loss_tracker, self.reconstruction_tracker, self.energy_tracker, self.mass_tracker]
-        return trackers + [self.kl_tracker] if self.variational else trackers
+        return self.trackers
+
+    # --- encoder / decoder ----------------------------------------------------------------------------------
+    def log_energies(self, images):
+        """``log1p(E_c / energy_scale_c)`` of the per-channel totals of GeV images: ``(N, C)`` float32."""
+        totals = ops.sum(ops.cast(images, "float32"), axis=(1, 2))
+        return ops.log1p(ops.maximum(totals, 0.0) / ops.convert_to_tensor(self.energy_scales, "float32"))
 
     def encode(self, images, training=False):
         """GeV images ``(N, S, S, C)`` → ``(z_mean, z_log_var)``, each ``(N, latent_dim)`` float32.
@@ -142,44 +155,45 @@ class JetImageVAE(keras.Model):
         For the deterministic autoencoder ``z_log_var`` is all zeros.
         """
         h = self.flatten(self.encoder(self.pad(self.normalization(images)), training=training))
+        h = ops.concatenate([h, ops.cast(self.log_energies(images), h.dtype)], axis=-1)
+        h = self.encoder_dense(h)
         z_mean = self.z_mean_dense(h)
         if self.z_log_var_dense is None:
             return z_mean, ops.zeros_like(z_mean)
         return z_mean, self.z_log_var_dense(h)
 
-    def decode_normalized(self, z, training=False):
-        """Latent ``(N, latent_dim)`` → reconstruction in normalised units ``(N, S, S, C)`` (unclipped)."""
-        h = self.reshape(self.decoder_dense(z))
-        return self.crop(self.decoder(h, training=training))
+    def decode_parts(self, z, training=False):
+        """Latent ``(N, L)`` → (log-fractions ``(N, S, S, C)``, predicted ``log1p(E_c/energy_scale_c)`` ``(N, C)``).
 
-    def to_gev(self, normalized):
-        """Normalised network output → GeV, negative values and values under the zero thresholds set to 0."""
-        gev = self.normalization.inverse(ops.relu(ops.cast(normalized, "float32")))
-        if self.zero_thresholds is not None:
-            thresholds = ops.convert_to_tensor(self.zero_thresholds, dtype=gev.dtype)
-            gev = ops.where(gev < thresholds, ops.zeros_like(gev), gev)
-        return gev
-
-    def soft_zero_suppress(self, gev):
-        """Differentiable stand-in for the zero thresholds used in the loss: ``x * sigmoid((x - t) / 0.2t)``."""
-        if self.zero_thresholds is None:
-            return gev
-        thresholds = ops.convert_to_tensor(self.zero_thresholds, dtype=gev.dtype)
-        return gev * ops.sigmoid((gev - thresholds) / (0.2 * thresholds))
-
-    def image_mass(self, calo):
-        """Differentiable image jet mass (GeV) of calorimeter images ``(N, S, S)`` in GeV.
-
-        Same definition as :func:`hep_keras.evaluation.observables.image_jet_kinematics`.
+        ``exp`` of the log-fractions sums to 1 over the pixels of each channel.
         """
-        eta, phi = pixel_coordinates(self.image_size, self.image_size)
-        maps = ops.convert_to_tensor(np.stack([np.cosh(eta), np.cos(phi), np.sin(phi), np.sinh(eta)]), "float32")
-        e, px, py, pz = (ops.sum(calo * maps[k], axis=(1, 2)) for k in range(4))
-        return ops.sqrt(ops.maximum(e * e - px * px - py * py - pz * pz, 0.0) + 1e-6)
+        logits = self.crop(self.decoder(self.reshape(self.decoder_dense(z)), training=training))
+        logits = ops.cast(logits, "float32")
+        n = ops.shape(logits)[0]
+        flat = ops.reshape(logits, (n, self.image_size * self.image_size, self.channels))
+        log_fractions = ops.reshape(ops.log_softmax(flat, axis=1), ops.shape(logits))
+        log_energy = self.energy_head(self.energy_hidden(z))
+        return log_fractions, log_energy
+
+    def energies(self, log_energy):
+        """Predicted per-channel totals in GeV from the energy head's output ``(N, C)``."""
+        scales = ops.convert_to_tensor(self.energy_scales, "float32")
+        return scales * ops.expm1(ops.relu(log_energy))
 
     def decode(self, z):
-        """Latent ``(N, latent_dim)`` → images ``(N, S, S, C)`` in GeV."""
-        return self.to_gev(self.decode_normalized(z))
+        """Latent ``(N, L)`` → images ``(N, S, S, C)`` in GeV, zero-suppressed, channel sums = predicted energy."""
+        log_fractions, log_energy = self.decode_parts(z)
+        fractions = ops.exp(log_fractions)
+        energy = self.energies(log_energy)[:, None, None, :]
+        if self.zero_thresholds is not None:
+            thresholds = ops.convert_to_tensor(self.zero_thresholds, "float32")
+            kept = ops.where(fractions * energy >= thresholds, fractions, ops.zeros_like(fractions))
+            kept_sum = ops.sum(kept, axis=(1, 2), keepdims=True)
+            # a channel with no pixel above threshold keeps its hottest pixel (carrying the channel energy)
+            hottest = ops.cast(fractions >= ops.max(fractions, axis=(1, 2), keepdims=True), "float32")
+            kept = ops.where(kept_sum > 0, kept, hottest * fractions)
+            fractions = kept / ops.maximum(ops.sum(kept, axis=(1, 2), keepdims=True), _TINY)
+        return fractions * energy
 
     def call(self, images, training=False):
         """Deterministic reconstruction (latent mean) of GeV images, in GeV."""
@@ -193,7 +207,16 @@ class JetImageVAE(keras.Model):
         eps = keras.random.normal(ops.shape(z_mean), seed=self.seed_generator)
         return z_mean + ops.exp(0.5 * z_log_var) * eps
 
-    # --- losses -------------------------------------------------------------------------------------------
+    # --- losses ---------------------------------------------------------------------------------------------
+    def image_mass(self, calo):
+        """Differentiable image jet mass (GeV) of calorimeter images ``(N, S, S)`` in GeV.
+
+        Same definition as :func:`hep_keras.evaluation.observables.image_jet_kinematics`.
+        """
+        maps = ops.convert_to_tensor(self._kinematic_maps)
+        e, px, py, pz = (ops.sum(calo * maps[k], axis=(1, 2)) for k in range(4))
+        return ops.sqrt(ops.maximum(e * e - px * px - py * py - pz * pz, 0.0) + 1e-6)
+
     def kl_weight(self):
         """Current KL weight: ``beta`` × linear warm-up over ``kl_warmup_steps`` optimizer steps."""
         if not self.variational:
@@ -204,22 +227,27 @@ class JetImageVAE(keras.Model):
         return self.beta * ops.minimum(1.0, step / float(self.kl_warmup_steps))
 
     def compute_losses(self, images, training=False):
-        """Loss terms for a batch of GeV images; dict of float32 scalars (``loss`` is the total)."""
-        images = ops.cast(images, "float32")
-        target = ops.cast(self.normalization(images), "float32")
+        """Loss terms for a batch of GeV images; dict of float32 scalars (``loss`` is the weighted total)."""
+        images = ops.maximum(ops.cast(images, "float32"), 0.0)
         z_mean, z_log_var = self.encode(images, training=training)
         z = self.sample_latent(z_mean, z_log_var) if training else z_mean
-        predicted = ops.cast(self.decode_normalized(z, training=training), "float32")
-        weight = 1.0 + self.occupied_weight * ops.cast(images > 0, "float32")
-        reconstruction = ops.mean(ops.sum(weight * ops.square(predicted - target), axis=(1, 2, 3)))
-        gev = self.soft_zero_suppress(self.normalization.inverse(ops.relu(predicted)))
-        energy_pred, energy_true = ops.sum(gev, axis=(1, 2)), ops.sum(images, axis=(1, 2))
-        energy = ops.mean(ops.sum(ops.square(ops.log1p(energy_pred) - ops.log1p(energy_true)), axis=-1))
-        mass_pred = self.image_mass(gev[..., 1] + gev[..., 2])
+        log_fractions, log_energy = self.decode_parts(z, training=training)
+
+        totals = ops.sum(images, axis=(1, 2))  # (N, C)
+        true_fractions = images / ops.maximum(totals, _TINY)[:, None, None, :]
+        has_energy = ops.cast(totals > 0, "float32")
+        cross = -ops.sum(true_fractions * log_fractions, axis=(1, 2))
+        entropy = -ops.sum(true_fractions * ops.log(ops.maximum(true_fractions, _TINY)), axis=(1, 2))
+        shape = ops.mean(ops.sum(has_energy * (cross - entropy), axis=-1))
+        energy = ops.mean(ops.sum(ops.square(log_energy - self.log_energies(images)), axis=-1))
+
+        reconstructed = ops.exp(log_fractions) * self.energies(log_energy)[:, None, None, :]
+        mass_pred = self.image_mass(reconstructed[..., 1] + reconstructed[..., 2])
         mass_true = self.image_mass(images[..., 1] + images[..., 2])
         mass = ops.mean(ops.square(ops.log1p(mass_pred) - ops.log1p(mass_true)))
-        losses = {"reconstruction_loss": reconstruction, "energy_loss": energy, "mass_loss": mass}
-        total = reconstruction + self.energy_weight * energy + self.mass_weight * mass
+
+        losses = {"shape_loss": shape, "energy_loss": energy, "mass_loss": mass}
+        total = shape + self.energy_weight * energy + self.mass_weight * mass
         if self.variational:
             kl = ops.mean(-0.5 * ops.sum(1.0 + z_log_var - ops.square(z_mean) - ops.exp(z_log_var), axis=-1))
             losses["kl_loss"] = kl
@@ -228,9 +256,9 @@ class JetImageVAE(keras.Model):
         return losses
 
     def _update_trackers(self, losses):
-        for tracker in self.metrics:
+        for tracker in self.trackers:
             tracker.update_state(losses[tracker.name])
-        return {tracker.name: tracker.result() for tracker in self.metrics}
+        return {tracker.name: tracker.result() for tracker in self.trackers}
 
     @staticmethod
     def _images(data):
@@ -241,7 +269,7 @@ class JetImageVAE(keras.Model):
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape() as tape:
             losses = self.compute_losses(images, training=True)
-            # gradients are summed over replicas: divide so a step is the global-batch mean
+            # gradients are summed over replicas: divide so a step uses the global-batch mean
             scaled = self.optimizer.scale_loss(losses["loss"] / replicas)
         gradients = tape.gradient(scaled, self.trainable_weights)
         self.optimizer.apply_gradients(zip(gradients, self.trainable_weights, strict=True))
@@ -260,10 +288,10 @@ class JetImageVAE(keras.Model):
             "activation": self.activation,
             "scales": self.normalization.scales,
             "norms": self.normalization.norms,
+            "energy_scales": self.energy_scales,
             "zero_thresholds": self.zero_thresholds,
             "beta": self.beta,
             "kl_warmup_steps": self.kl_warmup_steps,
-            "occupied_weight": self.occupied_weight,
             "energy_weight": self.energy_weight,
             "mass_weight": self.mass_weight,
             "variational": self.variational,

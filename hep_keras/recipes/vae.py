@@ -21,9 +21,8 @@ DEFAULTS: dict[str, Any] = {
     "activation": "silu",
     "beta": 1.0,
     "kl_warmup_steps": 300,
-    "occupied_weight": 4.0,
-    "energy_weight": 100.0,
-    "mass_weight": 100.0,
+    "energy_weight": 10.0,
+    "mass_weight": 10.0,
     "eval_events": 500,
     "figure_events": 4,
     "norm_fit_events": 1000,
@@ -34,7 +33,7 @@ def validate(config: dict[str, Any]) -> None:
     check_positive(config, "latent_dim", "norm_fit_events")
     if not config["widths"] or any(not isinstance(w, int) or w <= 0 for w in config["widths"]):
         raise ConfigError(f"config key 'widths' must be a non-empty list of positive integers, got {config['widths']}")
-    for key in ("beta", "occupied_weight", "energy_weight", "mass_weight", "kl_warmup_steps", "figure_events"):
+    for key in ("beta", "energy_weight", "mass_weight", "kl_warmup_steps", "figure_events"):
         if config.get(key, 0) < 0:
             raise ConfigError(f"config key {key!r} must be >= 0, got {config[key]!r}")
 
@@ -46,7 +45,7 @@ def _split_kwargs(config: dict[str, Any]) -> dict[str, Any]:
 def load_data(config: dict[str, Any]) -> DataBundle:
     """Validate the file, stream train/val splits, fit the per-channel normalisation on the training split."""
     from hep_keras.data import inspect_jet_file, jet_images
-    from hep_keras.data.normalization import fit_channel_log_scale
+    from hep_keras.data.normalization import fit_image_normalization
 
     path = data_path(config)
     info = inspect_jet_file(path)
@@ -54,8 +53,7 @@ def load_data(config: dict[str, Any]) -> DataBundle:
     train = jet_images(path, "train", config["batch_size"], **kwargs)
     val = jet_images(path, "val", config["batch_size"], **kwargs)
     fit_batches = jet_images(path, "train", 256, shuffle=False, **kwargs).as_numpy_iterator()
-    scales, norms, thresholds = fit_channel_log_scale(fit_batches, max_events=config["norm_fit_events"])
-    normalization = {"scales": scales, "norms": norms, "zero_thresholds": thresholds}
+    normalization = fit_image_normalization(fit_batches, max_events=config["norm_fit_events"])
     return DataBundle(train, val, image_file_info(info), {"path": path, "normalization": normalization})
 
 
@@ -73,7 +71,6 @@ def build_model(config: dict[str, Any], data: DataBundle, variational: bool = Tr
         latent_dim=config["latent_dim"],
         widths=config["widths"],
         activation=config["activation"],
-        occupied_weight=config["occupied_weight"],
         energy_weight=config["energy_weight"],
         mass_weight=config["mass_weight"],
         seed=config["seed"],

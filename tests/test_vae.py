@@ -1,0 +1,141 @@
+"""JetImageVAE / JetImageAE: losses, training, trackers, normalisation, save/export round trips."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from hep_keras.data.normalization import ChannelLogScale, fit_image_normalization
+from hep_keras.export import export_image_autoencoder
+from hep_keras.models import JetImageAE, JetImageVAE
+
+SIZE = 16
+
+
+def sparse_images(n=32, size=SIZE, seed=0):
+    rng = np.random.default_rng(seed)
+    images = np.where(rng.random((n, size, size, 3)) < 0.08, rng.exponential(2.0, (n, size, size, 3)), 0.0)
+    images[:, size // 2, size // 2, :] += rng.uniform(5, 20, (n, 3))  # a jet core
+    return images.astype("float32")
+
+
+def tiny(cls=JetImageVAE, **kwargs):
+    defaults = dict(image_size=SIZE, latent_dim=4, widths=[8, 8], seed=3, **fit_image_normalization([sparse_images()]))
+    model = cls(**{**defaults, **kwargs})
+    model.compile(optimizer=keras.optimizers.Adam(3e-3))
+    return model
+
+
+def test_normalization_inverse_exact_and_config_round_trip():
+    layer = ChannelLogScale([0.5, 0.2, 0.05], [6.0, 7.0, 8.0])
+    x = sparse_images(4)
+    y = layer(x)
+    assert float(tf.reduce_max(y)) < 1.5 and float(tf.reduce_min(y)) == 0.0
+    np.testing.assert_allclose(layer.inverse(y), x, rtol=2e-6, atol=1e-6)
+    clone = ChannelLogScale.from_config(layer.get_config())
+    np.testing.assert_array_equal(clone(x), y)
+    with pytest.raises(ValueError, match="positive"):
+        ChannelLogScale([1.0, -1.0, 1.0], [1.0, 1.0, 1.0])
+
+
+def test_fit_image_normalization_on_known_values():
+    images = np.zeros((2, 4, 4, 3), np.float32)
+    images[0, 0, 0, 0], images[1, 0, 0, 0], images[0, 1, 1, 0] = 1.0, 2.0, 3.0
+    images[..., 1] = 0.5
+    images[0, 0, 0, 2] = 4.0
+    fitted = fit_image_normalization([images[:1], images[1:]])
+    assert fitted["scales"] == [2.0, 0.5, 4.0]
+    assert fitted["zero_thresholds"][1] == pytest.approx(0.5)
+    assert fitted["zero_thresholds"][0] == pytest.approx(1.0, abs=0.01)
+    assert fitted["norms"][2] == pytest.approx(np.log1p(1.0))
+    assert fitted["energy_scales"] == pytest.approx([3.0, 8.0, 2.0])
+
+
+def test_pad_crop_keeps_native_size_and_outputs_gev():
+    model = tiny(image_size=13)  # odd size: padded to 16 inside, cropped back
+    out = model(sparse_images(2, size=13))
+    assert out.shape == (2, 13, 13, 3)
+    assert float(tf.reduce_min(out)) >= 0.0
+    assert model.encode(sparse_images(2, size=13))[0].shape == (2, 4)
+
+
+def test_decoder_output_sums_to_predicted_energy_and_respects_thresholds():
+    model = tiny(zero_thresholds=[0.3, 0.3, 0.3])
+    z = tf.random.normal((5, 4), seed=1)
+    images = model.decode(z)
+    _, log_energy = model.decode_parts(z)
+    np.testing.assert_allclose(tf.reduce_sum(images, axis=(1, 2)), model.energies(log_energy), rtol=1e-4)
+    images = images.numpy()
+    for event in range(5):
+        for channel in range(3):
+            positive = images[event, ..., channel][images[event, ..., channel] > 0]
+            # every pixel passes the threshold, or the channel collapsed onto its hottest pixel (or is empty)
+            assert positive.size <= 1 or positive.min() >= 0.3 - 1e-6
+
+
+def test_energy_head_units_invert_and_losses_are_non_negative():
+    model = tiny()
+    images = sparse_images(4)
+    np.testing.assert_allclose(model.energies(model.log_energies(images)), images.sum(axis=(1, 2)), rtol=1e-4)
+    losses = model.compute_losses(images)
+    assert all(float(losses[k]) >= 0 for k in ("shape_loss", "energy_loss", "mass_loss", "kl_loss"))
+
+
+def test_train_step_reduces_loss_and_trackers_reset_each_epoch():
+    keras.utils.set_random_seed(0)
+    x = sparse_images(64)
+    model = tiny()
+    before = model.evaluate(x, batch_size=32, verbose=0, return_dict=True)
+    history = model.fit(x, batch_size=16, epochs=12, verbose=0)
+    after = model.evaluate(x, batch_size=32, verbose=0, return_dict=True)
+    assert after["loss"] < 0.6 * before["loss"]
+    assert set(history.history) == {"loss", "shape_loss", "energy_loss", "mass_loss", "kl_loss"}
+    # per-epoch values are epoch means, not running totals: the trackers restart every epoch
+    losses = history.history["shape_loss"]
+    assert losses[-1] < losses[0]
+    again = model.evaluate(x, batch_size=32, verbose=0, return_dict=True)
+    assert again["loss"] == pytest.approx(after["loss"], rel=1e-6)
+
+
+def test_kl_warmup_ramps_linearly():
+    model = tiny(beta=2.0, kl_warmup_steps=10)
+    model.optimizer.build(model.trainable_variables)
+    assert float(model.kl_weight()) == 0.0
+    model.optimizer.iterations.assign(5)
+    assert float(model.kl_weight()) == pytest.approx(1.0)
+    model.optimizer.iterations.assign(50)
+    assert float(model.kl_weight()) == pytest.approx(2.0)
+
+
+def test_ae_is_deterministic_and_has_no_kl():
+    model = tiny(JetImageAE)
+    assert not model.variational
+    assert [m.name for m in model.metrics] == ["loss", "shape_loss", "energy_loss", "mass_loss"]
+    assert "beta" not in model.get_config()
+    x = sparse_images(4)
+    np.testing.assert_array_equal(model(x), model(x))
+
+
+@pytest.mark.parametrize("cls", [JetImageVAE, JetImageAE])
+def test_keras_file_round_trip_reproduces_outputs(tmp_path, cls):
+    x = sparse_images(8)
+    model = tiny(cls)
+    model.fit(x, batch_size=8, epochs=1, verbose=0)  # trained only through train_step, never called
+    expected = model.predict(x, verbose=0)
+    model.save(tmp_path / "m.keras")
+    reloaded = keras.saving.load_model(tmp_path / "m.keras")
+    assert type(reloaded) is cls
+    np.testing.assert_allclose(reloaded.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-6)
+    assert reloaded.get_config() == model.get_config()
+
+
+def test_saved_model_endpoints_match_keras_model(tmp_path):
+    x = sparse_images(8)
+    model = tiny()
+    model.fit(x, batch_size=8, epochs=1, verbose=0)
+    export_image_autoencoder(model, tmp_path / "sm")
+    loaded = tf.saved_model.load(str(tmp_path / "sm"))
+    np.testing.assert_allclose(loaded.reconstruct(x), model(x), rtol=1e-5, atol=1e-6)
+    z = loaded.encode(x)
+    np.testing.assert_allclose(z, model.encode(x)[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(loaded.decode(z), model.decode(z), rtol=1e-5, atol=1e-6)
