@@ -100,7 +100,7 @@ def _cpu_seconds() -> float:
 def run_case(case: str, path: Path) -> dict:
     """Run one case in this process; returns events, seconds, events/s and peak RSS (MiB)."""
     if case == "raw":
-        with h5py.File(path, "r", rdcc_nbytes=512 * 2**20) as handle:
+        with h5py.File(path, "r", rdcc_nbytes=64 * 2**20) as handle:
             dset = handle["X_jets"]
             step = dset.chunks[0]
             rss_before = _peak_rss_mb()

@@ -113,6 +113,7 @@ def test_unshuffled_is_file_order(make_jet_file):
         {"chunks": (3, 16, 16, 3)},
         {"chunks": (20, 4, 4, 3)},
         {"shuffle": True},
+        {"chunks": (40, 16, 16, 3)},  # one chunk per block, partial last chunk
         {"shuffle": True, "dtype": "float64", "chunks": (5, 16, 16, 3)},
         {"compression": None},
     ],
@@ -191,7 +192,9 @@ def test_data_errors_passes_other_errors_through():
 def test_input_context_shards(make_jet_file):
     import tensorflow as tf
 
-    path = make_jet_file("ctx.h5", n=200)  # chunks of 8 -> blocks of 64 events: 0-63, 64-127, 128-191, 192-199
+    path = make_jet_file(
+        "ctx.h5", n=200
+    )  # chunks of 8 -> blocks of 64 events: 0-63, 64-127, 128-191, 192-199
     context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=1)
     events = _events(jet_images(path, split="all", batch_size=8, input_context=context))
     assert np.array_equal(events, np.r_[64:128, 192:200])
