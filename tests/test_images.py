@@ -154,6 +154,7 @@ def test_max_events_crop_repeat(make_jet_file):
     path = make_jet_file("m.h5", n=50)
     events = _events(jet_images(path, split="all", batch_size=8, max_events=20))
     assert np.array_equal(events, np.arange(20))
+    assert jet_images(path, split="all", batch_size=10, max_events=0).cardinality().numpy() == 5
     batch = next(iter(jet_images(path, split="all", batch_size=4, crop=8, shuffle=False)))
     assert tuple(batch.shape) == (4, 8, 8, 3)
     np.testing.assert_array_equal(batch[:, 4, 4, 1].numpy(), np.arange(4) + 1000)  # centre kept

@@ -298,10 +298,10 @@ def _field_shapes(path: Path, fields: tuple[str, ...], crop: int | None) -> list
 
 
 def _effective_events(info: JetFileInfo, max_events: int | None) -> int:
-    if max_events is None:
+    if not max_events:  # None or 0: the whole file
         return info.n_events
-    if int(max_events) < 1:
-        raise ConfigError(f"max_events must be >= 1, got {max_events}")
+    if int(max_events) < 0:
+        raise ConfigError(f"max_events must be >= 0 (0 or None = all events), got {max_events}")
     return min(info.n_events, int(max_events))
 
 
@@ -337,7 +337,8 @@ def jet_images(
         shuffle: shuffle blocks per epoch and events in a buffer; default True for ``"train"`` only.
         seed: seeds the split and the shuffling (order is also a function of ``tf.random.set_seed``).
         fractions: (train, val, test) fractions for the split.
-        max_events: use only the first ``max_events`` events of the file, before splitting (quick runs).
+        max_events: use only the first ``max_events`` events of the file, before splitting (quick runs);
+            ``None`` or 0 = all.
         shuffle_buffer: events in the shuffle buffer; default ~256 MiB worth (between 100 and 10,000).
         drop_remainder: drop the last short batch (error if the split has fewer events than one batch).
         repeat: repeat forever (reshuffling every epoch); otherwise the dataset has a known cardinality.
