@@ -134,3 +134,17 @@ def export(model, config: dict[str, Any], data: DataBundle, staging_dir: Path) -
         "latent_dim": model.latent_dim,
         "normalization": {"type": "ChannelLogScale", **data.extras["normalization"]},
     }
+
+
+def search_space(hp, config: dict[str, Any]) -> dict[str, Any]:
+    """Keras Tuner search space (config overrides) for ``python -m hep_keras.tune vae|ae``."""
+    overrides = {
+        "learning_rate": hp.Float("learning_rate", 3e-4, 3e-3, sampling="log"),
+        "latent_dim": hp.Choice("latent_dim", [8, 16, 32]),
+        "widths": [int(w) for w in hp.Choice("widths", ["16-32-64-64", "32-64-64-128", "16-32-64"]).split("-")],
+        "energy_weight": hp.Float("energy_weight", 1.0, 100.0, sampling="log"),
+        "mass_weight": hp.Float("mass_weight", 1.0, 100.0, sampling="log"),
+    }
+    if "beta" in config:
+        overrides["beta"] = hp.Float("beta", 0.1, 2.0, sampling="log")
+    return overrides
