@@ -80,6 +80,12 @@ def diffusion_schedule(
     raise ValueError(f"unknown schedule {kind!r}; choose one of {SCHEDULES}")
 
 
+def forward_diffusion(images, noises, t, kind: str = "cosine", min_signal_rate: float = 0.02):
+    """Closed-form sample of q(x_t | x_0): ``α(t) x_0 + σ(t) ε`` for images ``(N, H, W, C)``, times ``(N,)``."""
+    noise_rates, signal_rates = diffusion_schedule(ops.reshape(t, (-1, 1, 1, 1)), kind, min_signal_rate)
+    return signal_rates * images + noise_rates * noises
+
+
 def _stateless_normal(shape, seed, counter):
     """Standard normal noise from the stateless seed pair ``(seed, counter)`` (same pair → same numbers)."""
     pair = tf.stack([tf.cast(seed, tf.int64), tf.cast(counter, tf.int64)])
@@ -314,7 +320,7 @@ class JetDiffusion(keras.Model):
         noises = keras.random.normal(ops.shape(images), seed=self.seed_generator)
         times = keras.random.uniform((batch,), seed=self.seed_generator)
         noise_rates, signal_rates = self.schedule_rates(ops.reshape(times, (-1, 1, 1, 1)))
-        noisy = signal_rates * images + noise_rates * noises
+        noisy = forward_diffusion(images, noises, times, self.schedule, self.min_signal_rate)
         if training and self.label_dropout > 0:
             drop = keras.random.uniform((batch,), seed=self.seed_generator) < self.label_dropout
             labels = ops.where(drop, NULL_LABEL, labels)

@@ -1,0 +1,318 @@
+"""Tests of the jet-image diffusion model, its recipe, export and the generate CLI (tiny crops and widths)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from hep_keras.models.diffusion import (
+    JetDiffusion,
+    JetIntensityTransform,
+    diffusion_schedule,
+    fit_intensity_transform,
+    forward_diffusion,
+    make_partial_reconstruct_fn,
+    make_reconstruct_fn,
+    make_sample_labels_fn,
+)
+
+SIZE = 8
+TINY = {"image_size": SIZE, "widths": [8, 16], "embed_dim": 8, "attention": True, "ema": 0.9}
+
+
+def sparse_images(n: int, size: int = SIZE, seed: int = 0) -> np.ndarray:
+    """Sparse (N, size, size, 3) GeV images with a hot centre, like jets."""
+    rng = np.random.default_rng(seed)
+    images = np.where(rng.random((n, size, size, 3)) < 0.1, rng.exponential(1.0, (n, size, size, 3)), 0.0)
+    images[:, size // 2, size // 2, :] += rng.exponential(20.0, (n, 3))
+    return images.astype("float32")
+
+
+@pytest.fixture(scope="module")
+def data():
+    images = sparse_images(64)
+    labels = (np.arange(64) % 2).astype("float32")
+    return images, labels
+
+
+@pytest.fixture(scope="module")
+def trained(data):
+    """A tiny model trained for a few dozen steps (shared by the slower tests); returns (model, history)."""
+    images, labels = data
+    keras.utils.set_random_seed(0)
+    model = JetDiffusion(**TINY, **fit_intensity_transform(images))
+    model.compile(optimizer=keras.optimizers.Adam(3e-3))
+    history = model.fit(images, labels, batch_size=16, epochs=10, verbose=0)
+    return model, history.history["loss"]
+
+
+@pytest.fixture(scope="module")
+def compiled(trained):
+    """Traced sampling / reconstruction functions of the trained model (tracing once saves minutes)."""
+    model, _ = trained
+    return {
+        "sample_labels": make_sample_labels_fn(model),
+        "reconstruct": make_reconstruct_fn(model),
+        "partial": make_partial_reconstruct_fn(model),
+    }
+
+
+def run_sample(fn, labels, steps=4, seed=0, guidance=1.0, eta=0.0) -> np.ndarray:
+    args = (tf.constant(steps), tf.constant(seed, tf.int64), tf.constant(guidance), tf.constant(eta))
+    return np.asarray(fn(tf.constant(np.asarray(labels, "int32")), *args))
+
+
+# ----------------------------------------------------------------------------------------------- schedule
+@pytest.mark.parametrize("kind", ["cosine", "linear"])
+def test_schedule_monotone_with_endpoints(kind):
+    t = np.linspace(0.0, 1.0, 201, dtype="float32")
+    noise, signal = (np.asarray(v) for v in diffusion_schedule(t, kind))
+    np.testing.assert_allclose(noise**2 + signal**2, 1.0, atol=1e-5)
+    assert np.all(np.diff(noise) > 0) and np.all(np.diff(signal) < 0)
+    assert signal[0] == pytest.approx(1.0) and noise[0] == pytest.approx(0.0, abs=1e-6)
+    assert signal[-1] == pytest.approx(0.02 if kind == "cosine" else np.sqrt(np.exp(-10.05)), rel=1e-3)
+
+
+def test_linear_schedule_matches_discrete_ddpm():
+    betas = np.linspace(1e-4, 0.02, 1000)
+    alpha_bar = np.cumprod(1.0 - betas)
+    _, signal = diffusion_schedule(np.arange(1, 1001, dtype="float32") / 1000.0, "linear")
+    # continuous time drops the O(β²) terms of log(1 - β): equal to 1 % in log ᾱ (plus half-step offset)
+    np.testing.assert_allclose(np.log(np.asarray(signal) ** 2), np.log(alpha_bar), rtol=0.01, atol=2e-3)
+
+
+def test_forward_noising_matches_closed_form():
+    rng = np.random.default_rng(1)
+    x0 = rng.normal(size=(4, 6, 6, 3)).astype("float32")
+    eps = rng.normal(size=x0.shape).astype("float32")
+    t = np.array([0.0, 0.3, 0.7, 1.0], "float32")
+    noisy = np.asarray(forward_diffusion(x0, eps, t))
+    angle = t * np.arccos(0.02)
+    expected = np.cos(angle)[:, None, None, None] * x0 + np.sin(angle)[:, None, None, None] * eps
+    np.testing.assert_allclose(noisy, expected, atol=1e-5)
+    # statistics of q(x_t | x_0) over many noise draws: mean α x0, std σ
+    many = rng.normal(size=(20000, 1, 1, 1)).astype("float32")
+    samples = np.asarray(forward_diffusion(np.full_like(many, 0.5), many, np.full(20000, 0.4, "float32")))
+    noise_rate, signal_rate = (float(v) for v in diffusion_schedule(np.float32(0.4)))
+    assert samples.mean() == pytest.approx(0.5 * signal_rate, abs=0.02)
+    assert samples.std() == pytest.approx(noise_rate, rel=0.03)
+
+
+# ----------------------------------------------------------------------------------------------- transform
+def test_intensity_transform_inverse_exact_and_clamped():
+    images = sparse_images(8)
+    params = fit_intensity_transform(images)
+    layer = JetIntensityTransform(**params)
+    y = np.asarray(layer(images))
+    assert y.min() == pytest.approx(-1.0) and y.max() == pytest.approx(1.0, abs=1e-5)
+    np.testing.assert_allclose(np.asarray(layer.inverse(y)), images, rtol=1e-5, atol=1e-6)
+    assert np.asarray(layer.inverse(np.full((1, 3), -1.5, "float32"))).min() == 0.0
+    suppressed = np.asarray(layer.to_energy(layer(np.array([[1e-6, 1e-6, 1e-6]], "float32"))))
+    assert np.all(suppressed == 0.0)
+
+
+# ----------------------------------------------------------------------------------------------- training
+def test_loss_decreases(trained):
+    _, losses = trained
+    assert losses[-1] < 0.6 * losses[0]
+
+
+def test_padding_to_unet_multiple():
+    model = JetDiffusion(image_size=10, widths=[8, 8, 8], embed_dim=8, attention=False)
+    assert model.padded_size == 12 and (model.pad_before, model.pad_after) == (1, 1)
+    out = model.sample(np.array([0, 1]), steps=1)
+    assert tuple(out.shape) == (2, 10, 10, 3) and float(np.min(out)) >= 0.0
+
+
+def test_ddim_inversion_then_sampling_returns_input(trained, compiled, data):
+    model, _ = trained
+    images = data[0][:8]
+    recon = np.asarray(compiled["reconstruct"](tf.constant(images), tf.constant(40)))
+    assert recon.shape == images.shape
+    y_in, y_out = np.asarray(model.transform(images)), np.asarray(model.transform(recon))
+    print(
+        "inversion: mean |dy|",
+        np.abs(y_out - y_in).mean(),
+        "corr",
+        np.corrcoef(y_in.ravel(), y_out.ravel())[0, 1],
+    )
+    print("energy ratio", recon.sum(axis=(1, 2)) / images.sum(axis=(1, 2)))
+    assert np.abs(y_out - y_in).mean() < 0.05
+    assert np.corrcoef(y_in.ravel(), y_out.ravel())[0, 1] > 0.98
+    hot = images > 1.0  # GeV
+    np.testing.assert_allclose(recon[hot], images[hot], rtol=0.25)
+
+
+def test_sampling_reproducible_for_a_seed(compiled):
+    labels = np.array([0, 1, 2, 1], "int32")
+    for eta, guidance in ((0.0, 1.0), (1.0, 2.0)):
+        a = run_sample(compiled["sample_labels"], labels, seed=3, guidance=guidance, eta=eta)
+        b = run_sample(compiled["sample_labels"], labels, seed=3, guidance=guidance, eta=eta)
+        c = run_sample(compiled["sample_labels"], labels, seed=4, guidance=guidance, eta=eta)
+        np.testing.assert_array_equal(a, b)
+        assert not np.allclose(a, c)
+        assert a.shape == (4, SIZE, SIZE, 3) and a.min() >= 0.0
+
+
+def test_sdedit_reconstruction_is_seeded(compiled, data):
+    images = tf.constant(data[0][:4])
+    args = (tf.constant(6), tf.constant(0.3), tf.constant(1, tf.int64))
+    recon = np.asarray(compiled["partial"](images, *args))
+    again = np.asarray(compiled["partial"](images, *args))
+    assert recon.shape == images.shape
+    np.testing.assert_array_equal(recon, again)
+
+
+# ----------------------------------------------------------------------------------------------- saving
+def test_keras_round_trip(trained, tmp_path):
+    model, _ = trained
+    path = tmp_path / "model.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert isinstance(loaded, JetDiffusion)
+    noisy = np.random.default_rng(0).normal(size=(3, SIZE, SIZE, 3)).astype("float32")
+    inputs = [noisy, np.array([0.1, 0.5, 0.9], "float32"), np.array([0, 1, 2], "int32")]
+    np.testing.assert_allclose(np.asarray(loaded(inputs)), np.asarray(model(inputs)), atol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(loaded.network(inputs)), np.asarray(model.network(inputs)), atol=1e-6
+    )
+    labels = np.array([0, 1], "int32")
+    np.testing.assert_allclose(
+        np.asarray(loaded.sample(labels, steps=3, seed=5)),
+        np.asarray(model.sample(labels, steps=3, seed=5)),
+        atol=1e-5,
+    )
+
+
+@pytest.fixture(scope="module")
+def cli_run(tmp_path_factory):
+    """``python -m hep_keras.fit diffusion`` (in-process) on a tiny file and a 12x12 crop; returns its paths."""
+    from conftest import write_jet_file
+
+    from hep_keras import fit
+
+    tmp = tmp_path_factory.mktemp("cli")
+    data = write_jet_file(tmp / "jets.h5", n=40, size=16)
+    run_dir, export_dir = tmp / "run", tmp / "export"
+    sets = {
+        "crop": 12,
+        "widths": "[8,16]",
+        "embed_dim": 8,
+        "sample_steps": 2,
+        "recon_steps": 2,
+        "recon_events": 4,
+        "two_sample_epochs": 2,
+        "eval_events": 16,
+    }
+    argv = ["diffusion", "--data", str(data), "--epochs", "1", "--batch-size", "8", "--verbose", "0"]
+    argv += ["--run-dir", str(run_dir), "--export-dir", str(export_dir)]
+    for key, value in sets.items():
+        argv += ["--set", f"{key}={value}"]
+    assert fit.main(argv) == 0
+    return {"tmp": tmp, "data": data, "run": run_dir, "export": export_dir}
+
+
+def test_fit_cli_writes_run_and_export(cli_run):
+    import json
+
+    metrics = json.loads((cli_run["run"] / "metrics.json").read_text())
+    assert {"generation", "two_sample", "reconstruction"} <= set(metrics)
+    assert 0.0 <= metrics["two_sample"]["auc"] <= 1.0
+    assert (cli_run["run"] / "DONE").is_file() and (
+        cli_run["run"] / "figures" / "reconstruction_0.png"
+    ).is_file()
+    meta = json.loads((cli_run["export"] / "metadata.json").read_text())
+    assert meta["reconstruct_args"] == ["images", "steps"] and meta["image_size"] == 12
+
+
+def test_saved_model_matches_keras_model(cli_run):
+    from hep_keras.export import load_keras_model, load_saved_model
+
+    loaded, _ = load_saved_model(cli_run["export"])
+    from hep_keras.models import diffusion  # noqa: F401  (registers JetDiffusion for model.keras)
+
+    model = load_keras_model(cli_run["export"])
+    assert isinstance(model, JetDiffusion)
+    labels = tf.constant([0, 1, 1], tf.int32)
+    args = (tf.constant(3), tf.constant(7, tf.int64), tf.constant(1.0), tf.constant(0.0))
+    expected = np.asarray(model.sample(labels, steps=3, seed=7))
+    np.testing.assert_allclose(np.asarray(loaded.sample_labels(labels, *args)), expected, atol=1e-5)
+    assert tuple(loaded.sample(tf.constant(2), tf.constant(1), *args).shape) == (2, 12, 12, 3)
+
+    # reconstruct accepts the full 16x16 images: central 12x12 window reconstructed, zeros outside
+    from hep_keras.data import read_events
+
+    images = read_events(cli_run["data"], np.arange(2), fields=("X_jets",))["X_jets"]
+    out = np.asarray(loaded.reconstruct(tf.constant(images), tf.constant(3)))
+    assert out.shape == images.shape and images[:, 0, 0, 0].min() > 0 and out[:, :2].max() == 0.0
+    window = np.asarray(model.reconstruct(images[:, 2:14, 2:14], steps=3))
+    np.testing.assert_allclose(out[:, 2:14, 2:14], window, atol=1e-4)
+
+
+def test_generate_cli_subprocess(cli_run):
+    import h5py
+
+    out = cli_run["tmp"] / "gen.h5"
+    cmd = [
+        sys.executable,
+        "-m",
+        "hep_keras.generate",
+        str(cli_run["export"]),
+        "--events",
+        "5",
+        "--label",
+        "gluon",
+    ]
+    cmd += ["--steps", "2", "--seed", "1", "--pad-to", "16", "--out", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    with h5py.File(out) as handle:
+        assert handle["X_jets"].shape == (5, 16, 16, 3)
+        assert np.all(handle["y"][:] == 1.0) and handle["m0"].shape == (5,) and handle["pt"].shape == (5,)
+        assert handle["X_jets"][:, :2].max() == 0.0  # zero padding outside the 12x12 model window
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 2 and again.stderr.count("error:") == 1 and "--overwrite" in again.stderr
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--events", "0"], "--events"),
+        (["--events", "3", "--eta", "2"], "--eta"),
+        (["--events", "3", "--label", "top"], "invalid choice"),
+    ],
+)
+def test_generate_bad_args_exit_2(tmp_path, capsys, extra, message):
+    from hep_keras import generate
+    from hep_keras.cli import run
+
+    with pytest.raises(SystemExit) as exit_info:
+        run(generate.main, [str(tmp_path), "--out", str(tmp_path / "x.h5"), *extra])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("error:") == 1 and message in err
+
+
+def test_generate_rejects_non_export(tmp_path, capsys):
+    from hep_keras import generate
+    from hep_keras.cli import run
+
+    with pytest.raises(SystemExit) as exit_info:
+        run(generate.main, [str(tmp_path), "--events", "2", "--out", str(tmp_path / "x.h5")])
+    assert exit_info.value.code == 2
+    assert "not a hep_keras export" in capsys.readouterr().err
+
+
+def test_fit_rejects_bad_crop(capsys):
+    from hep_keras import fit
+    from hep_keras.cli import run
+
+    with pytest.raises(SystemExit) as exit_info:
+        run(fit.main, ["diffusion", "--set", "crop=3", "--show-config"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.count("error:") == 1
