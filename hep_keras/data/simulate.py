@@ -550,16 +550,48 @@ def select_leading_jets(bounds, jet_pt, jet_eta, jet_phi, partons, config: Simul
 # Workers and the deterministic merge
 # ----------------------------------------------------------------------------------------------------
 def _worker_main(config: SimulationConfig, worker: int, out_queue, stop) -> None:
-    """Worker process: generate blocks ``worker, worker + K, worker + 2K, ...`` until told to stop."""
+    """Worker process: generate blocks ``worker, worker + K, worker + 2K, ...`` until told to stop.
+
+    Exits on its own when the parent disappears (killed without cleanup), so no orphan keeps running.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and terminates us
+    parent = os.getppid()
     try:
         stream = EventStream(config, stream=worker)
         local = 0
-        while not stop.is_set():
-            out_queue.put(("block", stream.block(local * config.workers + worker)))
+        while not stop.is_set() and os.getppid() == parent:
+            item = ("block", stream.block(local * config.workers + worker))
+            while not stop.is_set() and os.getppid() == parent:
+                try:
+                    out_queue.put(item, timeout=1.0)
+                    break
+                except _queue.Full:
+                    continue
             local += 1
     except Exception as err:  # reported to the parent, which raises
         out_queue.put(("error", f"{type(err).__name__}: {err}"))
+    finally:
+        # do not block at exit flushing a block nobody will read (parent gone or finished)
+        out_queue.cancel_join_thread()
+
+
+@contextlib.contextmanager
+def _sigterm_raises_interrupt():
+    """Within the block, SIGTERM raises KeyboardInterrupt (so temp files and workers are cleaned up)."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _receive(out_queue, process, worker: int) -> Block:
@@ -915,23 +947,26 @@ def simulate(
         generated = n_generated
         bar.update(sum(counts), counts[0], counts[1], n_generated)
 
-    blocks = iter_blocks(config)
-    try:
-        with h5py.File(tmp, "w") as h5file:
-            writer = SampleWriter(h5file, config)
-            selected = (JetRecord.from_block(b, i) for b, i in select_balanced(blocks, config.events, report))
-            for record in interleave_classes(selected, config.seed):
-                writer.add(record)
+    with _sigterm_raises_interrupt():
+        blocks = iter_blocks(config)
+        try:
+            with h5py.File(tmp, "w") as h5file:
+                writer = SampleWriter(h5file, config)
+                selected = (
+                    JetRecord.from_block(b, i) for b, i in select_balanced(blocks, config.events, report)
+                )
+                for record in interleave_classes(selected, config.seed):
+                    writer.add(record)
+                blocks.close()
+                writer.finish(file_attributes(config, command, generated))
+            bar.update(config.events, config.events // 2, config.events // 2, generated, force=True)
+            os.replace(tmp, out)
+        except OSError as err:
+            raise OutputError(f"{out}: cannot write ({err.strerror or err})") from None
+        finally:
+            bar.close()
             blocks.close()
-            writer.finish(file_attributes(config, command, generated))
-        bar.update(config.events, config.events // 2, config.events // 2, generated, force=True)
-        os.replace(tmp, out)
-    except OSError as err:
-        raise OutputError(f"{out}: cannot write ({err.strerror or err})") from None
-    finally:
-        bar.close()
-        blocks.close()
-        tmp.unlink(missing_ok=True)
+            tmp.unlink(missing_ok=True)
     return SimulationSummary(out, config.events, generated, time.monotonic() - start)
 
 
