@@ -87,17 +87,18 @@ def export_image_autoencoder(model, path: Path) -> None:
     """SavedModel of a :class:`~hep_keras.models.JetImageVAE` / ``JetImageAE`` at ``path``.
 
     Endpoints (all float32, GeV in and out; the normalisation is inside the graph):
-    ``encode(images (N,S,S,C)) -> z_mean (N,L)``, ``decode(z (N,L)) -> images``, ``reconstruct(images) -> images``.
+    ``encode(images (N,S,S,C)) -> code (N,K)``, ``decode(code (N,K)) -> images``, ``reconstruct(images) -> images``
+    with ``K = model.code_dim`` (latent mean, then the physics summary).
     """
     import keras
     import tensorflow as tf
 
     images = tf.TensorSpec([None, model.image_size, model.image_size, model.channels], tf.float32, name="images")
-    latent = tf.TensorSpec([None, model.latent_dim], tf.float32, name="z")
+    code = tf.TensorSpec([None, model.code_dim], tf.float32, name="code")
     archive = keras.export.ExportArchive()
     archive.track(model)
-    archive.add_endpoint("encode", lambda x: model.encode(x)[0], input_signature=[images])
-    archive.add_endpoint("decode", model.decode, input_signature=[latent])
+    archive.add_endpoint("encode", model.encode, input_signature=[images])
+    archive.add_endpoint("decode", model.decode, input_signature=[code])
     archive.add_endpoint("reconstruct", lambda x: model(x, training=False), input_signature=[images])
     archive.write_out(str(path), verbose=False)
 

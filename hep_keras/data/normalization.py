@@ -11,10 +11,13 @@ layer's config, so an exported model maps GeV to GeV by itself.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import keras
 import numpy as np
 from keras import ops
+
+from hep_keras.evaluation.observables import image_jet_kinematics
 
 
 @keras.saving.register_keras_serializable(package="hep_keras")
@@ -55,7 +58,7 @@ class ChannelLogScale(keras.layers.Layer):
         return {**super().get_config(), "scales": self.scales, "norms": self.norms}
 
 
-def fit_image_normalization(batches: Iterable[np.ndarray], max_events: int = 2000) -> dict[str, list[float]]:
+def fit_image_normalization(batches: Iterable[np.ndarray], max_events: int = 2000) -> dict[str, Any]:
     """Per-channel normalisation constants fitted on batches ``(B, H, W, C)`` of GeV images.
 
     Returns a dict of length-C lists:
@@ -64,12 +67,15 @@ def fit_image_normalization(batches: Iterable[np.ndarray], max_events: int = 200
     * ``norms``: ``log1p(p99.99 / scale)`` of the non-zero pixels, so that almost every pixel maps into [0, 1];
     * ``zero_thresholds``: 0.1st percentile of the non-zero pixels (GeV), i.e. the detector's zero-suppression
       threshold as seen in the data (reconstructed pixels below it are set to zero);
-    * ``energy_scales``: mean total energy of the channel per event (GeV), the unit of the models' energy heads.
+    * ``energy_scales``: mean total energy of the channel per event (GeV), the unit of the energy summary;
+
+    and ``mass_scale`` (a float): mean image jet mass (GeV, ECAL + HCAL) per event, the unit of the mass summary.
 
     Reads at most ``max_events`` events.
     """
     nonzero: list[list[np.ndarray]] = []
     totals: list[np.ndarray] = []
+    masses: list[np.ndarray] = []
     seen = 0
     for batch in batches:
         batch = np.asarray(batch)
@@ -79,12 +85,13 @@ def fit_image_normalization(batches: Iterable[np.ndarray], max_events: int = 200
             values = batch[..., c]
             nonzero[c].append(values[values > 0].astype(np.float64))
         totals.append(batch.sum(axis=(1, 2), dtype=np.float64))
+        masses.append(image_jet_kinematics(batch[..., 1] + batch[..., 2])[1])
         seen += len(batch)
         if seen >= max_events:
             break
     if not nonzero:
         raise ValueError("no events to fit the normalisation on")
-    out: dict[str, list[float]] = {"scales": [], "norms": [], "zero_thresholds": [], "energy_scales": []}
+    out: dict[str, Any] = {"scales": [], "norms": [], "zero_thresholds": [], "energy_scales": []}
     mean_totals = np.concatenate(totals).mean(axis=0)
     for c, per_channel in enumerate(nonzero):
         values = np.concatenate(per_channel)
@@ -94,4 +101,6 @@ def fit_image_normalization(batches: Iterable[np.ndarray], max_events: int = 200
         out["norms"].append(float(max(np.log1p(top / scale), 1e-3)))
         out["zero_thresholds"].append(float(np.percentile(values, 0.1)) if values.size else 0.0)
         out["energy_scales"].append(float(mean_totals[c]) if mean_totals[c] > 0 else 1.0)
+    mean_mass = float(np.concatenate(masses).mean())
+    out["mass_scale"] = mean_mass if mean_mass > 0 else 1.0
     return out

@@ -1,27 +1,33 @@
 """Convolutional variational autoencoder for jet images, GeV in and GeV out.
 
-Encoder: ``(N, S, S, C)`` GeV → :class:`~hep_keras.data.normalization.ChannelLogScale` → zero-pad to a multiple
-of ``2**len(widths)`` (never resize: interpolation changes energy) → stride-2 convolutions → flatten, joined
-by the per-channel log total energies → latent Gaussian (``latent_dim``).
+**Code of an event.** ``encode`` maps ``(N, S, S, C)`` GeV images to a code of ``latent_dim + C + 1`` numbers:
+a Gaussian latent ``z`` (``latent_dim``) describing *where* the energy is, followed by the event's physics
+summary — ``log1p(E_c / energy_scale_c)`` for each channel's total energy and ``log1p(m / mass_scale)`` for the
+image jet mass (ECAL + HCAL). The summary is computed from the image, not learned, so a reconstruction has
+exactly the original channel energies; the decoder is conditioned on the summary, the way calorimeter
+generative models are conditioned on the incident energy.
 
-Decoder ("energy-flow" parameterisation): from the latent it predicts, per channel, the **total energy**
-``E_c`` (a small dense head) and the **energy fractions** ``p_c`` over pixels (convolutional decoder →
-softmax over the S×S pixels of each channel). The image is ``E_c · p_c``, cropped back to S×S. Pixels under the
-detector's zero-suppression threshold are then set to 0 and the survivors rescaled so the channel still sums
-to ``E_c`` (a channel with no pixel above threshold keeps only its hottest pixel). With ``variational=False`` the same backbone is a deterministic autoencoder
-(:class:`~hep_keras.models.ae.JetImageAE`).
+**Encoder**: :class:`~hep_keras.data.normalization.ChannelLogScale` → zero-pad to a multiple of
+``2**len(widths)`` (never resize: interpolation changes energy) → stride-2 convolutions → flatten, joined with
+the summary → dense → ``z_mean``, ``z_log_var``.
 
-Why: a jet image is an energy distribution over a few hundred of 15,625 pixels per channel. Pixel-wise MSE is
-minimised by a nearly blank image; the energy-flow decoder cannot produce a blank image (fractions sum to 1),
-and each physics quantity gets its own loss term. Loss (per event, batch mean, float32):
+**Decoder ("energy flow")**: ``[z, summary]`` → dense → transposed convolutions → per-channel softmax over the
+S×S pixels = energy *fractions* ``p_c``; image = ``E_c · p_c``, cropped back to S×S. Pixels under the detector's
+zero-suppression threshold are set to 0 and the survivors rescaled so the channel still sums to ``E_c`` (a
+channel with no pixel above threshold keeps its hottest pixel). With ``variational=False`` the same backbone is
+a deterministic autoencoder (:class:`~hep_keras.models.ae.JetImageAE`).
+
+Why: a jet image is an energy distribution over a few hundred of 15,625 pixels per channel. Pixel-wise losses
+are minimised by (nearly) blank images; fractions that sum to 1 cannot be blank, and the energy is carried
+exactly. Loss (per event, batch mean, float32):
 
 * ``shape_loss``: KL divergence of the predicted from the true energy fractions, summed over channels with
   energy (a cross-entropy on where the energy goes);
-* ``energy_loss``: squared error of ``log1p(E_c / energy_scale_c)`` per channel, summed — pins the energy
-  response to 1;
-* ``mass_loss``: ``mass_weight`` × squared error of ``log1p`` of the image jet mass (ECAL + HCAL, GeV);
-* ``kl_loss``: KL to the unit Gaussian × ``beta``, ramped linearly from 0 over ``kl_warmup_steps`` optimizer
-  steps (warm-up avoids posterior collapse).
+* ``mass_loss``: ``mass_weight`` × squared error of ``log1p`` of the image jet mass (GeV): the decoder must
+  honour the mass it is given, which keeps the spatial spread right;
+* ``kl_loss``: KL of the latent to the unit Gaussian × ``beta``, ramped linearly from 0 over
+  ``kl_warmup_steps`` optimizer steps. The shape loss is the likelihood of *one* energy quantum, so the
+  ELBO-like ``beta = 1`` over-regularises (the latent collapses to a few nats); the default is 0.01.
 """
 
 from __future__ import annotations
@@ -47,15 +53,16 @@ class JetImageVAE(keras.Model):
     Args:
         image_size: side S of the square input images in pixels (125 for the CMS images).
         channels: C, number of image channels (3: Tracks, ECAL, HCAL).
-        latent_dim: size of the latent vector.
+        latent_dim: size of the Gaussian latent ``z`` (the code adds C + 1 physics numbers).
         widths: filters of the encoder levels (each halves the resolution); the decoder mirrors them.
         activation: activation of the hidden layers.
         scales, norms: per-channel constants of the input :class:`ChannelLogScale` (fit on the training split).
-        energy_scales: per-channel GeV unit of the energy head (mean channel energy of the training split).
+        energy_scales: per-channel GeV unit of the energy summary (mean channel energy of the training split).
+        mass_scale: GeV unit of the mass summary (mean image mass of the training split).
         zero_thresholds: per-channel GeV below which output pixels are set to 0 (``None``: keep all).
         beta: weight of the KL term after warm-up.
         kl_warmup_steps: optimizer steps over which the KL weight rises linearly from 0 to ``beta``.
-        energy_weight, mass_weight: weights of the energy and image-mass terms.
+        mass_weight: weight of the image-mass term.
         variational: sample the latent (VAE) or use its mean (deterministic AE, no KL term).
         seed: seed of the latent sampling noise.
     """
@@ -70,11 +77,11 @@ class JetImageVAE(keras.Model):
         scales: Sequence[float] = (1.0, 1.0, 1.0),
         norms: Sequence[float] = (1.0, 1.0, 1.0),
         energy_scales: Sequence[float] = (1.0, 1.0, 1.0),
+        mass_scale: float = 1.0,
         zero_thresholds: Sequence[float] | None = None,
-        beta: float = 1.0,
+        beta: float = 0.01,
         kl_warmup_steps: int = 0,
-        energy_weight: float = 10.0,
-        mass_weight: float = 10.0,
+        mass_weight: float = 30.0,
         variational: bool = True,
         seed: int | None = None,
         **kwargs,
@@ -87,10 +94,10 @@ class JetImageVAE(keras.Model):
         self.widths = [int(w) for w in widths]
         self.activation = activation
         self.energy_scales = [float(e) for e in energy_scales]
+        self.mass_scale = float(mass_scale)
         self.zero_thresholds = None if zero_thresholds is None else [float(t) for t in zero_thresholds]
         self.beta = float(beta)
         self.kl_warmup_steps = int(kl_warmup_steps)
-        self.energy_weight = float(energy_weight)
         self.mass_weight = float(mass_weight)
         self.variational = bool(variational)
         self.seed = seed
@@ -100,18 +107,17 @@ class JetImageVAE(keras.Model):
         padded = padded_size(self.image_size, depth)
         before, after = pad_amounts(self.image_size, depth)
         bottom = padded // 2**depth
+        hidden = 4 * self.latent_dim
         self.normalization = ChannelLogScale(scales, norms, name="normalization")
         self.pad = keras.layers.ZeroPadding2D(((before, after), (before, after)), name="pad")
         self.crop = keras.layers.Cropping2D(((before, after), (before, after)), name="crop")
         self.encoder = conv_encoder((padded, padded, self.channels), self.widths, activation, name="encoder")
         self.flatten = keras.layers.Flatten(name="flatten")
-        self.encoder_dense = keras.layers.Dense(4 * self.latent_dim, activation=activation, name="enc_dense")
+        self.encoder_dense = keras.layers.Dense(hidden, activation=activation, name="enc_dense")
         self.z_mean_dense = keras.layers.Dense(self.latent_dim, dtype="float32", name="z_mean")
         self.z_log_var_dense = (
             keras.layers.Dense(self.latent_dim, dtype="float32", name="z_log_var") if self.variational else None
         )
-        self.energy_hidden = keras.layers.Dense(4 * self.latent_dim, activation=activation, name="energy_hidden")
-        self.energy_head = keras.layers.Dense(self.channels, dtype="float32", name="energy_head")
         self.decoder_dense = keras.layers.Dense(bottom * bottom * self.widths[-1], activation=activation, name="dec_dense")
         self.reshape = keras.layers.Reshape((bottom, bottom, self.widths[-1]), name="dec_reshape")
         self.decoder = conv_decoder((bottom, bottom, self.widths[-1]), self.widths, self.channels, activation, "decoder")
@@ -120,7 +126,7 @@ class JetImageVAE(keras.Model):
         self._kinematic_maps = np.stack([np.cosh(eta), np.cos(phi), np.sin(phi), np.sinh(eta)]).astype("float32")
 
         # === Loss trackers ===
-        names = ["loss", "shape_loss", "energy_loss", "mass_loss"] + (["kl_loss"] if self.variational else [])
+        names = ["loss", "shape_loss", "mass_loss"] + (["kl_loss"] if self.variational else [])
         self.trackers = [keras.metrics.Mean(name=name) for name in names]
         self.build((None, self.image_size, self.image_size, self.channels))
 
@@ -130,84 +136,28 @@ class JetImageVAE(keras.Model):
         self.normalization.build(shape)
         encoded = self.encoder.compute_output_shape(self.pad.compute_output_shape(shape))
         flat = self.flatten.compute_output_shape(encoded)
-        self.encoder_dense.build((None, flat[-1] + self.channels))
+        self.encoder_dense.build((None, flat[-1] + self.summary_dim))
         for layer in (self.z_mean_dense, self.z_log_var_dense):
             if layer is not None:
                 layer.build((None, 4 * self.latent_dim))
-        self.energy_hidden.build((None, self.latent_dim))
-        self.energy_head.build((None, 4 * self.latent_dim))
-        self.decoder_dense.build((None, self.latent_dim))
+        self.decoder_dense.build((None, self.code_dim))
         self.built = True
 
     @property
     def metrics(self):
         return self.trackers
 
-    # --- encoder / decoder ----------------------------------------------------------------------------------
-    def log_energies(self, images):
-        """``log1p(E_c / energy_scale_c)`` of the per-channel totals of GeV images: ``(N, C)`` float32."""
-        totals = ops.sum(ops.cast(images, "float32"), axis=(1, 2))
-        return ops.log1p(ops.maximum(totals, 0.0) / ops.convert_to_tensor(self.energy_scales, "float32"))
+    @property
+    def summary_dim(self) -> int:
+        """Number of physics-summary entries in the code: C channel energies + the image mass."""
+        return self.channels + 1
 
-    def encode(self, images, training=False):
-        """GeV images ``(N, S, S, C)`` → ``(z_mean, z_log_var)``, each ``(N, latent_dim)`` float32.
+    @property
+    def code_dim(self) -> int:
+        """Length of an event's code: ``latent_dim`` + :attr:`summary_dim`."""
+        return self.latent_dim + self.summary_dim
 
-        For the deterministic autoencoder ``z_log_var`` is all zeros.
-        """
-        h = self.flatten(self.encoder(self.pad(self.normalization(images)), training=training))
-        h = ops.concatenate([h, ops.cast(self.log_energies(images), h.dtype)], axis=-1)
-        h = self.encoder_dense(h)
-        z_mean = self.z_mean_dense(h)
-        if self.z_log_var_dense is None:
-            return z_mean, ops.zeros_like(z_mean)
-        return z_mean, self.z_log_var_dense(h)
-
-    def decode_parts(self, z, training=False):
-        """Latent ``(N, L)`` → (log-fractions ``(N, S, S, C)``, predicted ``log1p(E_c/energy_scale_c)`` ``(N, C)``).
-
-        ``exp`` of the log-fractions sums to 1 over the pixels of each channel.
-        """
-        logits = self.crop(self.decoder(self.reshape(self.decoder_dense(z)), training=training))
-        logits = ops.cast(logits, "float32")
-        n = ops.shape(logits)[0]
-        flat = ops.reshape(logits, (n, self.image_size * self.image_size, self.channels))
-        log_fractions = ops.reshape(ops.log_softmax(flat, axis=1), ops.shape(logits))
-        log_energy = self.energy_head(self.energy_hidden(z))
-        return log_fractions, log_energy
-
-    def energies(self, log_energy):
-        """Predicted per-channel totals in GeV from the energy head's output ``(N, C)``."""
-        scales = ops.convert_to_tensor(self.energy_scales, "float32")
-        return scales * ops.expm1(ops.relu(log_energy))
-
-    def decode(self, z):
-        """Latent ``(N, L)`` → images ``(N, S, S, C)`` in GeV, zero-suppressed, channel sums = predicted energy."""
-        log_fractions, log_energy = self.decode_parts(z)
-        fractions = ops.exp(log_fractions)
-        energy = self.energies(log_energy)[:, None, None, :]
-        if self.zero_thresholds is not None:
-            thresholds = ops.convert_to_tensor(self.zero_thresholds, "float32")
-            kept = ops.where(fractions * energy >= thresholds, fractions, ops.zeros_like(fractions))
-            kept_sum = ops.sum(kept, axis=(1, 2), keepdims=True)
-            # a channel with no pixel above threshold keeps its hottest pixel (carrying the channel energy)
-            hottest = ops.cast(fractions >= ops.max(fractions, axis=(1, 2), keepdims=True), "float32")
-            kept = ops.where(kept_sum > 0, kept, hottest * fractions)
-            fractions = kept / ops.maximum(ops.sum(kept, axis=(1, 2), keepdims=True), _TINY)
-        return fractions * energy
-
-    def call(self, images, training=False):
-        """Deterministic reconstruction (latent mean) of GeV images, in GeV."""
-        z_mean, _ = self.encode(images, training=training)
-        return self.decode(z_mean)
-
-    def sample_latent(self, z_mean, z_log_var):
-        """Reparameterised draw ``z = mean + exp(log_var / 2) * eps`` (the mean itself when not variational)."""
-        if not self.variational:
-            return z_mean
-        eps = keras.random.normal(ops.shape(z_mean), seed=self.seed_generator)
-        return z_mean + ops.exp(0.5 * z_log_var) * eps
-
-    # --- losses ---------------------------------------------------------------------------------------------
+    # --- physics summary ------------------------------------------------------------------------------------
     def image_mass(self, calo):
         """Differentiable image jet mass (GeV) of calorimeter images ``(N, S, S)`` in GeV.
 
@@ -217,6 +167,66 @@ class JetImageVAE(keras.Model):
         e, px, py, pz = (ops.sum(calo * maps[k], axis=(1, 2)) for k in range(4))
         return ops.sqrt(ops.maximum(e * e - px * px - py * py - pz * pz, 0.0) + 1e-6)
 
+    def physics_summary(self, images):
+        """``(N, C + 1)`` float32: ``log1p(E_c / energy_scale_c)`` per channel and ``log1p(m / mass_scale)``."""
+        images = ops.maximum(ops.cast(images, "float32"), 0.0)
+        totals = ops.sum(images, axis=(1, 2))
+        energies = ops.log1p(totals / ops.convert_to_tensor(self.energy_scales, "float32"))
+        mass = ops.log1p(self.image_mass(images[..., 1] + images[..., 2]) / self.mass_scale)
+        return ops.concatenate([energies, mass[:, None]], axis=-1)
+
+    def summary_energies(self, summary):
+        """Per-channel energies in GeV ``(N, C)`` from the summary part of codes."""
+        scales = ops.convert_to_tensor(self.energy_scales, "float32")
+        return scales * ops.expm1(ops.relu(summary[:, : self.channels]))
+
+    # --- encoder / decoder ----------------------------------------------------------------------------------
+    def encode_latent(self, images, training=False):
+        """GeV images → ``(z_mean, z_log_var, summary)``; ``z_log_var`` is zeros for the deterministic AE."""
+        summary = self.physics_summary(images)
+        h = self.flatten(self.encoder(self.pad(self.normalization(images)), training=training))
+        h = self.encoder_dense(ops.concatenate([h, ops.cast(summary, h.dtype)], axis=-1))
+        z_mean = self.z_mean_dense(h)
+        z_log_var = ops.zeros_like(z_mean) if self.z_log_var_dense is None else self.z_log_var_dense(h)
+        return z_mean, z_log_var, summary
+
+    def encode(self, images):
+        """GeV images ``(N, S, S, C)`` → codes ``(N, code_dim)`` = ``[z_mean, summary]`` (deterministic)."""
+        z_mean, _, summary = self.encode_latent(images)
+        return ops.concatenate([z_mean, summary], axis=-1)
+
+    def decode_log_fractions(self, code, training=False):
+        """Codes ``(N, code_dim)`` → log energy fractions ``(N, S, S, C)`` (``exp`` sums to 1 per channel)."""
+        logits = self.crop(self.decoder(self.reshape(self.decoder_dense(code)), training=training))
+        logits = ops.cast(logits, "float32")
+        flat = ops.reshape(logits, (-1, self.image_size * self.image_size, self.channels))
+        return ops.reshape(ops.log_softmax(flat, axis=1), ops.shape(logits))
+
+    def decode(self, code):
+        """Codes ``(N, code_dim)`` → images ``(N, S, S, C)`` in GeV, zero-suppressed, channel sums = E_c."""
+        fractions = ops.exp(self.decode_log_fractions(code))
+        energy = self.summary_energies(code[:, self.latent_dim :])[:, None, None, :]
+        if self.zero_thresholds is not None:
+            thresholds = ops.convert_to_tensor(self.zero_thresholds, "float32")
+            kept = ops.where(fractions * energy >= thresholds, fractions, ops.zeros_like(fractions))
+            kept_sum = ops.sum(kept, axis=(1, 2), keepdims=True)
+            hottest = ops.cast(fractions >= ops.max(fractions, axis=(1, 2), keepdims=True), "float32")
+            kept = ops.where(kept_sum > 0, kept, hottest * fractions)
+            fractions = kept / ops.maximum(ops.sum(kept, axis=(1, 2), keepdims=True), _TINY)
+        return fractions * energy
+
+    def call(self, images, training=False):
+        """Deterministic reconstruction (latent mean) of GeV images, in GeV."""
+        return self.decode(self.encode(images))
+
+    def sample_latent(self, z_mean, z_log_var):
+        """Reparameterised draw ``z = mean + exp(log_var / 2) * eps`` (the mean itself when not variational)."""
+        if not self.variational:
+            return z_mean
+        eps = keras.random.normal(ops.shape(z_mean), seed=self.seed_generator)
+        return z_mean + ops.exp(0.5 * z_log_var) * eps
+
+    # --- losses ---------------------------------------------------------------------------------------------
     def kl_weight(self):
         """Current KL weight: ``beta`` × linear warm-up over ``kl_warmup_steps`` optimizer steps."""
         if not self.variational:
@@ -229,25 +239,23 @@ class JetImageVAE(keras.Model):
     def compute_losses(self, images, training=False):
         """Loss terms for a batch of GeV images; dict of float32 scalars (``loss`` is the weighted total)."""
         images = ops.maximum(ops.cast(images, "float32"), 0.0)
-        z_mean, z_log_var = self.encode(images, training=training)
+        z_mean, z_log_var, summary = self.encode_latent(images, training=training)
         z = self.sample_latent(z_mean, z_log_var) if training else z_mean
-        log_fractions, log_energy = self.decode_parts(z, training=training)
+        log_fractions = self.decode_log_fractions(ops.concatenate([z, summary], axis=-1), training=training)
 
         totals = ops.sum(images, axis=(1, 2))  # (N, C)
         true_fractions = images / ops.maximum(totals, _TINY)[:, None, None, :]
-        has_energy = ops.cast(totals > 0, "float32")
         cross = -ops.sum(true_fractions * log_fractions, axis=(1, 2))
         entropy = -ops.sum(true_fractions * ops.log(ops.maximum(true_fractions, _TINY)), axis=(1, 2))
-        shape = ops.mean(ops.sum(has_energy * (cross - entropy), axis=-1))
-        energy = ops.mean(ops.sum(ops.square(log_energy - self.log_energies(images)), axis=-1))
+        shape = ops.mean(ops.sum(ops.cast(totals > 0, "float32") * (cross - entropy), axis=-1))
 
-        reconstructed = ops.exp(log_fractions) * self.energies(log_energy)[:, None, None, :]
+        reconstructed = ops.exp(log_fractions) * totals[:, None, None, :]
         mass_pred = self.image_mass(reconstructed[..., 1] + reconstructed[..., 2])
         mass_true = self.image_mass(images[..., 1] + images[..., 2])
         mass = ops.mean(ops.square(ops.log1p(mass_pred) - ops.log1p(mass_true)))
 
-        losses = {"shape_loss": shape, "energy_loss": energy, "mass_loss": mass}
-        total = shape + self.energy_weight * energy + self.mass_weight * mass
+        losses = {"shape_loss": shape, "mass_loss": mass}
+        total = shape + self.mass_weight * mass
         if self.variational:
             kl = ops.mean(-0.5 * ops.sum(1.0 + z_log_var - ops.square(z_mean) - ops.exp(z_log_var), axis=-1))
             losses["kl_loss"] = kl
@@ -289,10 +297,10 @@ class JetImageVAE(keras.Model):
             "scales": self.normalization.scales,
             "norms": self.normalization.norms,
             "energy_scales": self.energy_scales,
+            "mass_scale": self.mass_scale,
             "zero_thresholds": self.zero_thresholds,
             "beta": self.beta,
             "kl_warmup_steps": self.kl_warmup_steps,
-            "energy_weight": self.energy_weight,
             "mass_weight": self.mass_weight,
             "variational": self.variational,
             "seed": self.seed,

@@ -19,10 +19,9 @@ DEFAULTS: dict[str, Any] = {
     "latent_dim": 16,
     "widths": [16, 32, 64, 64],
     "activation": "silu",
-    "beta": 1.0,
+    "beta": 0.01,
     "kl_warmup_steps": 300,
-    "energy_weight": 10.0,
-    "mass_weight": 10.0,
+    "mass_weight": 30.0,
     "eval_events": 500,
     "figure_events": 4,
     "norm_fit_events": 1000,
@@ -33,7 +32,7 @@ def validate(config: dict[str, Any]) -> None:
     check_positive(config, "latent_dim", "norm_fit_events")
     if not config["widths"] or any(not isinstance(w, int) or w <= 0 for w in config["widths"]):
         raise ConfigError(f"config key 'widths' must be a non-empty list of positive integers, got {config['widths']}")
-    for key in ("beta", "energy_weight", "mass_weight", "kl_warmup_steps", "figure_events"):
+    for key in ("beta", "mass_weight", "kl_warmup_steps", "figure_events"):
         if config.get(key, 0) < 0:
             raise ConfigError(f"config key {key!r} must be >= 0, got {config[key]!r}")
 
@@ -71,7 +70,6 @@ def build_model(config: dict[str, Any], data: DataBundle, variational: bool = Tr
         latent_dim=config["latent_dim"],
         widths=config["widths"],
         activation=config["activation"],
-        energy_weight=config["energy_weight"],
         mass_weight=config["mass_weight"],
         seed=config["seed"],
         **data.extras["normalization"],
@@ -108,7 +106,7 @@ def evaluate(model, config: dict[str, Any], data: DataBundle, run_dir: Path) -> 
     images = arrays["X_jets"]
     reconstructed = model.predict(images, batch_size=config["batch_size"], verbose=0)
     z_mean = np.concatenate(
-        [np.asarray(model.encode(images[i : i + 256])[0]) for i in range(0, len(images), 256)]
+        [np.asarray(model.encode_latent(images[i : i + 256])[0]) for i in range(0, len(images), 256)]
     )
     return evaluate_reconstruction(
         images, reconstructed, Path(run_dir) / "figures", labels=arrays["y"], latent=z_mean,
@@ -125,13 +123,16 @@ def export(model, config: dict[str, Any], data: DataBundle, staging_dir: Path) -
     h, w, c = data.info["image_shape"]
     return {
         "endpoints": {
-            "encode": f"images float32 (N,{h},{w},{c}) GeV -> z_mean float32 (N,{model.latent_dim})",
-            "decode": f"z float32 (N,{model.latent_dim}) -> images float32 (N,{h},{w},{c}) GeV",
+            "encode": f"images float32 (N,{h},{w},{c}) GeV -> code float32 (N,{model.code_dim})",
+            "decode": f"code float32 (N,{model.code_dim}) -> images float32 (N,{h},{w},{c}) GeV",
             "reconstruct": f"images float32 (N,{h},{w},{c}) GeV -> images float32 (N,{h},{w},{c}) GeV",
         },
         "reconstruct_args": ["images"],
         "image_shape": [h, w, c],
         "latent_dim": model.latent_dim,
+        "code_layout": [f"z[{i}]" for i in range(model.latent_dim)]
+        + [f"log1p(E_{name} / {scale:.4g} GeV)" for name, scale in zip(("tracks", "ecal", "hcal"), model.energy_scales, strict=False)]
+        + [f"log1p(m_image / {model.mass_scale:.4g} GeV)"],
         "normalization": {"type": "ChannelLogScale", **data.extras["normalization"]},
     }
 
@@ -142,9 +143,8 @@ def search_space(hp, config: dict[str, Any]) -> dict[str, Any]:
         "learning_rate": hp.Float("learning_rate", 3e-4, 3e-3, sampling="log"),
         "latent_dim": hp.Choice("latent_dim", [8, 16, 32]),
         "widths": [int(w) for w in hp.Choice("widths", ["16-32-64-64", "32-64-64-128", "16-32-64"]).split("-")],
-        "energy_weight": hp.Float("energy_weight", 1.0, 100.0, sampling="log"),
-        "mass_weight": hp.Float("mass_weight", 1.0, 100.0, sampling="log"),
+        "mass_weight": hp.Float("mass_weight", 3.0, 300.0, sampling="log"),
     }
     if "beta" in config:
-        overrides["beta"] = hp.Float("beta", 0.1, 2.0, sampling="log")
+        overrides["beta"] = hp.Float("beta", 1e-3, 0.3, sampling="log")
     return overrides
