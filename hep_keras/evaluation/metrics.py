@@ -47,14 +47,18 @@ def distribution_distances(reference: dict[str, np.ndarray], other: dict[str, np
 
 
 def ssim_psnr(original: np.ndarray, reconstructed: np.ndarray) -> dict[str, float]:
-    """Mean SSIM and PSNR via ``tf.image`` with the data range = the largest original pixel value (GeV)."""
+    """Mean SSIM and PSNR via ``tf.image`` with the data range = the largest original pixel value (GeV).
+
+    The SSIM window is 11 pixels (``tf.image.ssim``'s default) or the image size if smaller.
+    """
     import tensorflow as tf
 
     max_val = float(np.max(original)) or 1.0
     a = tf.convert_to_tensor(original, tf.float32)
     b = tf.convert_to_tensor(reconstructed, tf.float32)
+    filter_size = min(11, original.shape[1], original.shape[2])  # tf.image default is 11; small crops need less
     return {
-        "ssim": float(tf.reduce_mean(tf.image.ssim(a, b, max_val=max_val))),
+        "ssim": float(tf.reduce_mean(tf.image.ssim(a, b, max_val=max_val, filter_size=filter_size))),
         "psnr_db": float(tf.reduce_mean(tf.image.psnr(a, b, max_val=max_val))),
         "data_range_gev": max_val,
     }

@@ -2,6 +2,7 @@
 
 from hep_keras.models.ae import JetImageAE
 from hep_keras.models.compressor import JetCompressor
+from hep_keras.models.diffusion import JetDiffusion
 from hep_keras.models.vae import JetImageVAE
 
-__all__ = ["JetCompressor", "JetImageAE", "JetImageVAE"]
+__all__ = ["JetCompressor", "JetDiffusion", "JetImageAE", "JetImageVAE"]

@@ -20,7 +20,7 @@ import numpy as np
 
 from hep_keras.config import check_choice, check_positive
 from hep_keras.errors import ConfigError
-from hep_keras.recipes.base import DataBundle
+from hep_keras.recipes.base import DataBundle, data_path
 
 NAME = "diffusion"
 MONITOR = "val_loss"
@@ -79,14 +79,6 @@ def validate(config: dict[str, Any]) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ data
-def _data_path(config: dict[str, Any]) -> Path:
-    if config["data"]:
-        return Path(config["data"])
-    from hep_keras.data.sample import SAMPLE_PATH
-
-    return Path(SAMPLE_PATH)
-
-
 def _split(config: dict[str, Any], n_events: int, split: str) -> np.ndarray:
     from hep_keras.data import split_indices
 
@@ -98,7 +90,7 @@ def load_data(config: dict[str, Any]) -> DataBundle:
     from hep_keras.data import inspect_jet_file, jet_images, read_events
     from hep_keras.models.diffusion import fit_intensity_transform
 
-    path = _data_path(config)
+    path = data_path(config)
     info = inspect_jet_file(path)
     height, width = info.image_shape[:2]
     crop = config["crop"] or None
