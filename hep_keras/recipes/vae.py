@@ -14,7 +14,7 @@ from hep_keras.recipes.base import DataBundle, data_path, image_file_info
 NAME = "vae"
 MONITOR = "val_loss"
 DEFAULTS: dict[str, Any] = {
-    "epochs": 15,
+    "epochs": 10,
     "batch_size": 32,
     "latent_dim": 16,
     "widths": [16, 32, 64, 64],
