@@ -114,7 +114,7 @@ def run_case(case: str, path: Path) -> dict:
         from hep_keras.data import jet_images
 
         split = "train" if case == "train" else "all"
-        options = {"num_parallel_reads": 1} if case == "all-par1" else {}
+        options = {"num_parallel_reads": 1 if case == "all-par1" else None}  # None = AUTOTUNE
         ds = jet_images(path, split=split, batch_size=256, **options)
         rss_before = _peak_rss_mb()
         start, cpu, events = time.perf_counter(), _cpu_seconds(), 0
