@@ -76,7 +76,8 @@ def standard_callbacks(run_dir: Path, monitor: str, patience: int) -> list:
 
     (run_dir / "checkpoints").mkdir(exist_ok=True)
     return [
-        keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
+        # double_checkpoint: a process killed while writing the backup resumes from the previous one
+        keras.callbacks.BackupAndRestore(str(run_dir / "backup"), double_checkpoint=True),
         keras.callbacks.TerminateOnNaN(),
         keras.callbacks.EarlyStopping(monitor=monitor, patience=patience, restore_best_weights=True),
         keras.callbacks.ModelCheckpoint(
