@@ -7,6 +7,7 @@ metadata, same quark/gluon labels) for each number of steps, and prints a table 
 * ms per generated event (after tracing) and network evaluations per event,
 * the mean over observables of W1(generated, real half A) / W1(real half B, real half A) (1 = statistical floor),
 * W1 of image mass, pT and total calorimeter energy (GeV),
+* the real-vs-generated classifier AUC on high-level features (held-out half, Hanley-McNeil error),
 * the ratio of the mean W1/floor to that at the largest number of steps (goal: <= 1 at <= 50 evaluations).
 
 Usage::
@@ -48,6 +49,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from hep_keras.evaluation.generation import compare_generated
+    from hep_keras.evaluation.two_sample import classifier_two_sample_test, high_level_features
     from hep_keras.generate import load_diffusion_export
     from hep_keras.models.diffusion import sample_in_batches
 
@@ -62,20 +64,24 @@ def main() -> None:
         generated = sample_in_batches(sample, labels, steps, args.seed, args.guidance, args.eta)
         ms = 1000 * (time.perf_counter() - start) / len(labels)
         cmp = compare_generated(real, generated, seed=0)
-        rows.append((steps, steps * per_eval, ms, cmp["mean_w1_over_floor"], cmp["w1"]))
+        test = classifier_two_sample_test(high_level_features(real), high_level_features(generated))
+        auc = (test["auc"], test["auc_err_hanley_mcneil"])
+        rows.append((steps, steps * per_eval, ms, cmp["mean_w1_over_floor"], cmp["w1"], auc))
+        print(f"# {steps} steps done", flush=True)
     reference = rows[-1][3]
     print(
         f"# {args.export}: {len(real)} held-out real events, image {real.shape[1]}x{real.shape[2]}, "
         f"eta={args.eta}, guidance={args.guidance}"
     )
     print(
-        "| steps | net evals/event | ms/event | mean W1/floor | vs last | W1 mass [GeV] | W1 pT [GeV] | W1 E_calo [GeV] |"
+        "| steps | net evals/event | ms/event | mean W1/floor | vs last | W1 mass [GeV] | W1 pT [GeV] "
+        "| W1 E_calo [GeV] | two-sample AUC |"
     )
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for steps, evals, ms, ratio, w1 in rows:
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for steps, evals, ms, ratio, w1, (auc, auc_err) in rows:
         print(
             f"| {steps} | {evals} | {ms:.2f} | {ratio:.2f} | {ratio / reference:.2f} | {w1['mass']:.2f} | "
-            f"{w1['pt']:.2f} | {w1['energy_total']:.2f} |"
+            f"{w1['pt']:.2f} | {w1['energy_total']:.2f} | {auc:.3f} ± {auc_err:.3f} |"
         )
 
 

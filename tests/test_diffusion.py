@@ -104,16 +104,29 @@ def test_forward_noising_matches_closed_form():
 
 
 # ----------------------------------------------------------------------------------------------- transform
-def test_intensity_transform_inverse_exact_and_clamped():
+def test_intensity_transform_inverse_exact_with_occupancy_gap():
     images = sparse_images(8)
     params = fit_intensity_transform(images)
-    layer = JetIntensityTransform(**params)
+    layer = JetIntensityTransform(**params, gap=0.5)
     y = np.asarray(layer(images))
     assert y.min() == pytest.approx(-1.0) and y.max() == pytest.approx(1.0, abs=1e-5)
+    empty = images == 0
+    assert np.all(y[empty] == -1.0) and y[~empty].min() >= -0.5  # every hit sits above the gap
     np.testing.assert_allclose(np.asarray(layer.inverse(y)), images, rtol=1e-5, atol=1e-6)
-    assert np.asarray(layer.inverse(np.full((1, 3), -1.5, "float32"))).min() == 0.0
-    suppressed = np.asarray(layer.to_energy(layer(np.array([[1e-6, 1e-6, 1e-6]], "float32"))))
-    assert np.all(suppressed == 0.0)
+    expected = np.where(empty, 0.0, np.maximum(images, params["thresholds"]))  # hits kept, none sub-threshold
+    np.testing.assert_allclose(np.asarray(layer.to_energy(y)), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_intensity_transform_decides_hits_at_middle_of_gap():
+    layer = JetIntensityTransform([1.0], [5.0], thresholds=[0.2], gap=0.5)
+    y = np.array([[-1.2], [-0.76], [-0.74], [-0.5], [1.0]], "float32")
+    energy = np.asarray(layer.to_energy(y))[:, 0]
+    # below the middle of the gap (-0.75): empty; above it: a hit of at least the 0.2 GeV threshold
+    np.testing.assert_allclose(energy[:4], [0.0, 0.0, 0.2, 0.2])
+    assert energy[4] == pytest.approx(np.expm1(5.0), rel=1e-5)  # y = 1 is the hottest training pixel
+    assert np.asarray(layer.inverse(y))[:2].max() == 0.0
+    with pytest.raises(ValueError, match="gap"):
+        JetIntensityTransform([1.0], [5.0], gap=0.0)
 
 
 # ----------------------------------------------------------------------------------------------- training
@@ -241,7 +254,7 @@ def test_saved_model_matches_keras_model(cli_run):
     labels = tf.constant([0, 1, 1], tf.int32)
     args = (tf.constant(3), tf.constant(7, tf.int64), tf.constant(1.0), tf.constant(0.0))
     expected = np.asarray(model.sample(labels, steps=3, seed=7))
-    np.testing.assert_allclose(np.asarray(loaded.sample_labels(labels, *args)), expected, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(loaded.sample_labels(labels, *args)), expected, rtol=1e-5, atol=1e-5)
     assert tuple(loaded.sample(tf.constant(2), tf.constant(1), *args).shape) == (2, 12, 12, 3)
 
     # reconstruct accepts the full 16x16 images: central 12x12 window reconstructed, zeros outside
@@ -251,7 +264,7 @@ def test_saved_model_matches_keras_model(cli_run):
     out = np.asarray(loaded.reconstruct(tf.constant(images), tf.constant(3)))
     assert out.shape == images.shape and images[:, 0, 0, 0].min() > 0 and out[:, :2].max() == 0.0
     window = np.asarray(model.reconstruct(images[:, 2:14, 2:14], steps=3))
-    np.testing.assert_allclose(out[:, 2:14, 2:14], window, atol=1e-4)
+    np.testing.assert_allclose(out[:, 2:14, 2:14], window, rtol=1e-5, atol=1e-4)
 
 
 def test_generate_cli_subprocess(cli_run):

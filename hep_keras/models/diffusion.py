@@ -7,12 +7,12 @@ hyperparameters: every shape comes from the constructor or ``ops.shape(x)``.
 
 Pipeline inside the model (all invertible, so the exported graph takes and returns GeV):
 
-1. :class:`JetIntensityTransform` — per channel ``y = 2 · log1p(x / s_c) / m_c - 1`` with ``s_c`` (GeV) the
-   median non-zero pixel value of the training split and ``m_c = log1p(max_c / s_c)``; empty pixels map to
-   ``-1`` and the hottest training pixel to ``+1``. Its inverse is exact; values below ``-1`` (which no image
-   produces) are clamped to 0 GeV, and outputs of the generator below a per-channel zero-suppression
-   threshold (GeV, half the 1st percentile of non-zero training pixels) are set to 0, like a detector's
-   zero suppression.
+1. :class:`JetIntensityTransform` — per channel an empty pixel maps to ``-1`` and a hit of ``x`` GeV to
+   ``-1 + g + (2 - g) · log1p(x / s_c) / m_c`` with ``s_c`` (GeV) the median non-zero pixel of the training
+   split, ``m_c = log1p(max_c / s_c)`` and the *occupancy gap* ``g`` (0.5): hits live in ``[-1 + g, 1]``, so
+   "is there a hit" and "how much energy" are both large signals for the denoiser. Its inverse is exact;
+   generated / reconstructed pixels are hits when they land above the middle of the gap, and a hit is never
+   below the channel's detector threshold ``z_c`` (the 0.1st percentile of non-zero training pixels).
 2. Constant padding (value ``-1`` = 0 GeV) from ``image_size`` to a multiple of ``2 ** (len(widths) - 1)``
    (125 → 128); never a resize, which would change the energy. Outputs are cropped back; the padded border is
    excluded from the loss.
@@ -95,12 +95,13 @@ def _stateless_normal(shape, seed, counter):
 # ---------------------------------------------------------------------------------------------------------
 # intensity transform
 # ---------------------------------------------------------------------------------------------------------
-def fit_intensity_transform(images: np.ndarray, zero_quantile: float = 1.0) -> dict[str, list[float]]:
+def fit_intensity_transform(images: np.ndarray, zero_quantile: float = 0.1) -> dict[str, list[float]]:
     """Fit :class:`JetIntensityTransform` parameters on training images ``(N, H, W, C)`` in GeV.
 
     Returns ``{"scales": s_c, "log_max": m_c, "thresholds": z_c}`` per channel: ``s_c`` the median non-zero
-    pixel (GeV), ``m_c = log1p(max / s_c)`` and ``z_c`` half the ``zero_quantile``-th percentile of the
-    non-zero pixels (GeV). A channel without any non-zero pixel gets ``s = 1, m = 1, z = 0``.
+    pixel (GeV), ``m_c = log1p(max / s_c)`` and ``z_c`` the ``zero_quantile``-th percentile of the non-zero
+    pixels (GeV), i.e. the detector's zero-suppression threshold (the default 0.1 % is robust to a few
+    stray sub-threshold pixels). A channel without any non-zero pixel gets ``s = 1, m = 1, z = 0``.
     """
     scales, log_max, thresholds = [], [], []
     for c in range(images.shape[-1]):
@@ -112,42 +113,51 @@ def fit_intensity_transform(images: np.ndarray, zero_quantile: float = 1.0) -> d
         s = float(np.median(values))
         scales.append(s)
         log_max.append(float(np.log1p(values.max() / s)))
-        thresholds.append(float(0.5 * np.percentile(values, zero_quantile)))
+        thresholds.append(float(np.percentile(values, zero_quantile)))
     return {"scales": scales, "log_max": log_max, "thresholds": thresholds}
 
 
 @keras.saving.register_keras_serializable(package="hep_keras")
 class JetIntensityTransform(layers.Layer):
-    """Per-channel ``y = 2 log1p(x / s_c) / m_c - 1`` (GeV → about [-1, 1]) with an exact inverse.
+    """Per-channel GeV ↔ [-1, 1] map with an *occupancy gap*, exact on every image with x ≥ 0.
 
-    ``call(x)``: (..., C) GeV → normalised; ``inverse(y)``: normalised → GeV with values below 0 GeV clamped to 0
-    (only inputs ``y < -1`` give negative energies; real images never do). ``to_energy(y)`` additionally sets
-    pixels below ``thresholds`` (GeV) to 0 — the zero suppression applied to generated/reconstructed images.
+    ``call(x)``: (..., C) GeV → ``-1`` for an empty pixel and ``-1 + gap + (2 - gap) · log1p(x / s_c) / m_c``
+    for a hit, so hits live in ``[-1 + gap, 1]`` and empty pixels sit ``gap`` below the softest hit. Without
+    the gap a 0.1 GeV ECAL hit would be 0.02 above an empty pixel and any wobble of the denoiser around -1
+    would become a hit. ``inverse(y)``: the exact inverse on ``[-1, -1 + gap] ∪ [-1 + gap, ∞)`` (everything
+    below ``-1 + gap`` is 0 GeV). ``to_energy(y)``: the decision used for generated / reconstructed images —
+    a pixel is a hit when ``y ≥ -1 + gap / 2`` (the middle of the gap), with energy ``max(inverse(y), z_c)``
+    (a hit is never below the detector threshold ``z_c``, GeV); otherwise it is 0.
     """
 
-    def __init__(self, scales, log_max, thresholds=None, **kwargs):
+    def __init__(self, scales, log_max, thresholds=None, gap: float = 0.5, **kwargs):
         super().__init__(**kwargs)
         self.scales = [float(s) for s in scales]
         self.log_max = [float(m) for m in log_max]
         self.thresholds = [float(z) for z in (thresholds or [0.0] * len(self.scales))]
+        self.gap = float(gap)
         if not (len(self.scales) == len(self.log_max) == len(self.thresholds)):
             raise ValueError("scales, log_max and thresholds need one value per channel")
         if min(self.scales) <= 0 or min(self.log_max) <= 0:
             raise ValueError("scales and log_max must be > 0")
+        if not 0 < self.gap < 2:
+            raise ValueError(f"gap must be in (0, 2), got {gap}")
 
     def call(self, x):
         x = ops.maximum(ops.cast(x, "float32"), 0.0)
-        return 2.0 * ops.log1p(x / ops.array(self.scales)) / ops.array(self.log_max) - 1.0
+        hits = -1.0 + self.gap + (2.0 - self.gap) * ops.log1p(x / ops.array(self.scales)) / ops.array(self.log_max)
+        return ops.where(x > 0, hits, -1.0)
 
     def inverse(self, y):
-        """Exact inverse of ``call`` on [-1, ∞); negative energies (from y < -1) are clamped to 0 GeV."""
-        x = ops.array(self.scales) * ops.expm1((ops.cast(y, "float32") + 1.0) * 0.5 * ops.array(self.log_max))
-        return ops.maximum(x, 0.0)
+        """Exact inverse of ``call``; ``y < -1 + gap`` (empty pixels and the gap) is 0 GeV."""
+        u = ops.maximum(ops.cast(y, "float32") + 1.0 - self.gap, 0.0) / (2.0 - self.gap)
+        return ops.array(self.scales) * ops.expm1(u * ops.array(self.log_max))
 
     def to_energy(self, y):
-        """``inverse`` followed by zero suppression: pixels below ``thresholds`` (GeV) become 0."""
-        x = self.inverse(y)
-        return ops.where(x < ops.array(self.thresholds), 0.0, x)
+        """Hit where ``y ≥ -1 + gap / 2`` with energy ``max(inverse(y), thresholds)`` GeV, else 0 GeV."""
+        y = ops.cast(y, "float32")
+        energy = ops.maximum(self.inverse(y), ops.array(self.thresholds))
+        return ops.where(y >= -1.0 + 0.5 * self.gap, energy, 0.0)
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -158,6 +168,7 @@ class JetIntensityTransform(layers.Layer):
             "scales": self.scales,
             "log_max": self.log_max,
             "thresholds": self.thresholds,
+            "gap": self.gap,
         }
 
 
@@ -176,7 +187,8 @@ class JetDiffusion(keras.Model):
         schedule: ``"cosine"`` or ``"linear"`` (:func:`diffusion_schedule`); ``min_signal_rate`` for cosine.
         label_dropout: probability of replacing the label by the null label in training.
         ema: EMA decay of the sampling network (with warm-up ``min(ema, (1 + n) / (10 + n))`` at step n).
-        scales, log_max, thresholds: :class:`JetIntensityTransform` parameters (one per channel).
+        scales, log_max, thresholds, gap: :class:`JetIntensityTransform` parameters (the first three one per
+            channel).
         seed: seed of the training noise.
     """
 
@@ -197,6 +209,7 @@ class JetDiffusion(keras.Model):
         scales=(1.0, 1.0, 1.0),
         log_max=(5.0, 5.0, 5.0),
         thresholds=None,
+        gap: float = 0.5,
         seed: int = 0,
         **kwargs,
     ):
@@ -225,7 +238,7 @@ class JetDiffusion(keras.Model):
         self.pad_after = self.padded_size - self.image_size - self.pad_before
 
         # === Layers ===
-        self.transform = JetIntensityTransform(scales, log_max, thresholds, name="intensity_transform")
+        self.transform = JetIntensityTransform(scales, log_max, thresholds, gap, name="intensity_transform")
         unet_args = {
             "image_shape": (self.padded_size, self.padded_size, self.channels),
             "widths": tuple(self.widths),
@@ -276,6 +289,7 @@ class JetDiffusion(keras.Model):
             "scales": list(self.transform.scales),
             "log_max": list(self.transform.log_max),
             "thresholds": list(self.transform.thresholds),
+            "gap": self.transform.gap,
             "seed": self.seed,
         }
 
