@@ -25,6 +25,11 @@ from hep_keras.recipes.base import DataBundle, data_path
 
 NAME = "diffusion"
 MONITOR = "val_loss"
+#: config keys passed unchanged to the JetDiffusion constructor
+MODEL_KEYS = (
+    "widths", "blocks_per_level", "attention", "embed_dim", "dropout", "prediction", "schedule",
+    "min_signal_rate", "label_dropout", "ema", "gap", "seed",
+)  # fmt: skip
 DEFAULTS: dict[str, Any] = {
     "crop": 32,  # central crop side in pixels; 0 = the full image (125x125, padded to 128 in the model)
     "widths": [16, 32, 64],  # U-Net channels per resolution level
@@ -148,18 +153,7 @@ def build_model(config: dict[str, Any], data: DataBundle):
 
     model = JetDiffusion(
         image_size=data.extras["image_size"],
-        widths=config["widths"],
-        blocks_per_level=config["blocks_per_level"],
-        attention=config["attention"],
-        embed_dim=config["embed_dim"],
-        dropout=config["dropout"],
-        prediction=config["prediction"],
-        schedule=config["schedule"],
-        min_signal_rate=config["min_signal_rate"],
-        label_dropout=config["label_dropout"],
-        ema=config["ema"],
-        seed=config["seed"],
-        gap=config["gap"],
+        **{key: config[key] for key in MODEL_KEYS},
         **data.extras["transform"],
         name="jet_diffusion",
     )
