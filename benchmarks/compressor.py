@@ -104,15 +104,25 @@ def bound_cost(export: Path, test_path: str, bound: float) -> dict:
         float(np.max(np.abs(dphi))),
     )
     corrected = {name: float(np.mean(q != 0)) for name, (q, _) in data.corrections.items()}
-    return {"bound": bound, "bytes_per_jet": size / len(table), "exact_fraction": len(data.exact_index) / len(table),
-            "corrected_fraction": corrected, "worst_violation_ratio": worst / bound}
+    return {
+        "bound": bound,
+        "bytes_per_jet": size / len(table),
+        "exact_fraction": len(data.exact_index) / len(table),
+        "corrected_fraction": corrected,
+        "worst_violation_ratio": worst / bound,
+    }
 
 
 def throughput(saved_model: Path, batch: int = 65536, n: int = 524288) -> float:
     """encode+decode jets/s through the SavedModel in a subprocess pinned to one TF thread."""
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, "-c", THROUGHPUT_CODE, str(saved_model), str(batch), str(n)],
-                          capture_output=True, text=True, env=env, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", THROUGHPUT_CODE, str(saved_model), str(batch), str(n)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
     return float(done.stdout.strip().splitlines()[-1])
 
 
@@ -147,14 +157,18 @@ def print_table(results: dict) -> None:
         a, b = res["float32"][var], res["float16"][var]
         kind = "σ rel" if var in ("pt", "m") else "RMS abs"
         met = "yes" if a[key] <= GOALS[var] else "no"
-        print(f"| {var} | {kind} | {GOALS[var]} | {a[key]:.4f} | {b[key]:.4f} | {a['half_width_68']:.4f} "
-              f"| {a['w1']:.3g} | {met} |")
+        print(
+            f"| {var} | {kind} | {GOALS[var]} | {a[key]:.4f} | {b[key]:.4f} | {a['half_width_68']:.4f} "
+            f"| {a['w1']:.3g} | {met} |"
+        )
     print("\n| --max-rel-error | bytes/jet (raw 16) | jets stored exactly | corrected pt/eta/phi/m | worst/bound |")
     print("|---|---|---|---|---|")
     for b in results["bounds"]:
         frac = "/".join(f"{b['corrected_fraction'][v]:.2f}" for v in ("pt", "eta", "phi", "m"))
-        print(f"| {b['bound']} | {b['bytes_per_jet']:.2f} | {b['exact_fraction']:.4f} | {frac} "
-              f"| {b['worst_violation_ratio']:.3f} |")
+        print(
+            f"| {b['bound']} | {b['bytes_per_jet']:.2f} | {b['exact_fraction']:.4f} | {frac} "
+            f"| {b['worst_violation_ratio']:.3f} |"
+        )
     print(f"\nthroughput (1 thread, batch 65536, encode+decode): {results['throughput']:.3g} jets/s")
     for name, rate in results.get("sweep", {}).items():
         print(f"  {name}: {rate:.3g} jets/s")

@@ -43,7 +43,11 @@ def generate(n_events: int, seed: int, block: int = 200) -> JetTable:
         cols["event"].append(owner + done)
         done += n
         rate = done / (time.time() - start)
-        print(f"\r{done}/{n_events} events, {sum(map(len, cols['pt']))} jets, {rate:.0f} ev/s", end="", file=sys.stderr)
+        print(
+            f"\r{done}/{n_events} events, {sum(map(len, cols['pt']))} jets, {rate:.0f} ev/s",
+            end="",
+            file=sys.stderr,
+        )
     print(file=sys.stderr)
     arrays = {k: np.concatenate(v) for k, v in cols.items()}
     return JetTable(**arrays, source=f"pythia seed {seed}")

@@ -40,9 +40,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("export", nargs="?", default="saved_models/diffusion")
     parser.add_argument("--steps", type=int, nargs="+", default=[10, 25, 50, 100, 250])
-    parser.add_argument(
-        "--events", type=int, default=400, help="held-out real events (and generated per row)"
-    )
+    parser.add_argument("--events", type=int, default=400, help="held-out real events (and generated per row)")
     parser.add_argument("--eta", type=float, default=0.0)
     parser.add_argument("--guidance", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=1)

@@ -182,9 +182,7 @@ def main(argv: list[str] | None = None) -> None:
         start = time.perf_counter()
         path = build_file(n_events, args.chunk_events)
         size_mb = path.stat().st_size / 2**20
-        print(
-            f"{path.name}: {size_mb:.0f} MiB on disk ({time.perf_counter() - start:.0f} s)", file=sys.stderr
-        )
+        print(f"{path.name}: {size_mb:.0f} MiB on disk ({time.perf_counter() - start:.0f} s)", file=sys.stderr)
         for case in args.cases:
             result = {"n": n_events, **measure(case, path)}
             print(f"  {case}: {result['events_per_s']:.0f} events/s", file=sys.stderr)

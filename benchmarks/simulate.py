@@ -76,9 +76,7 @@ def main() -> None:
         n_generated, full, full_cpu = simulate_rate(config)
         alone, alone_cpu = pythia_rate(config, n_generated)
         rows.append((workers, n_generated, alone, full, alone_cpu, full_cpu))
-    print(
-        f"cores: {os.cpu_count()}, load average after the runs: {', '.join(f'{x:.2f}' for x in os.getloadavg())}"
-    )
+    print(f"cores: {os.cpu_count()}, load average after the runs: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"jets per run: {args.jets} (balanced), block_events: {SimulationConfig(events=2).block_events}\n")
     print(
         "| workers | generated events | Pythia only (events/s) | full simulate (events/s) | wall ratio "

@@ -255,10 +255,19 @@ ROWS: list[tuple[str, tuple[str, ...], str]] = [
     # label, key path into reconstruction_metrics, "better" rule: one = |x-1| smaller, low = smaller
     *[
         (f"{name} response {stat}", ("response", f"energy_{key}", stat), "one" if stat == "mean" else "low")
-        for key, name in (("tracks", "E tracks"), ("ecal", "E ECAL"), ("hcal", "E HCAL"), ("total", "E total"))
+        for key, name in (
+            ("tracks", "E tracks"),
+            ("ecal", "E ECAL"),
+            ("hcal", "E HCAL"),
+            ("total", "E total"),
+        )
         for stat in ("mean", "std")
     ],
-    *[(f"{k} response {s}", ("response", k, s), "one" if s == "mean" else "low") for k in ("mass", "pt") for s in ("mean", "std")],
+    *[
+        (f"{k} response {s}", ("response", k, s), "one" if s == "mean" else "low")
+        for k in ("mass", "pt")
+        for s in ("mean", "std")
+    ],
     *[(f"occupancy ratio {c}", ("occupancy_ratio", c), "one") for c in ("tracks", "ecal", "hcal")],
     ("W1 mass (GeV)", ("wasserstein1", "mass"), "low"),
     ("W1 pT (GeV)", ("wasserstein1", "pt"), "low"),
@@ -292,20 +301,27 @@ def markdown_table(results: dict[str, Any]) -> str:
     """Side-by-side Markdown table of throughput and held-out metrics (ours, reference, preprocessing floor)."""
     ours, ref, floor = (results["metrics"][k] for k in ("ours", "reference", "preprocessing_only"))
     lines = [
-        "| quantity | ours (JetImageVAE) | reference VAE | reference preprocessing only | goal | goal met | ours better |",
+        "| quantity | ours (JetImageVAE) | reference VAE | reference preprocessing only | goal | goal met "
+        "| ours better |",
         "|:--|--:|--:|--:|:--|:--|:--|",
     ]
     speed_o, speed_r = results["train"]["ours"]["images_per_s"], results["train"]["reference"]["images_per_s"]
-    lines.append(f"| training images/s | {speed_o:.1f} | {speed_r:.1f} | – | ours ≥ 5× ref | "
-                 f"{_yes(speed_o >= 5 * speed_r)} ({speed_o / speed_r:.2f}×) | {_yes(speed_o > speed_r)} |")
-    lines.append(f"| training FLOP/s ÷ matmul FLOP/s | {results['train']['ours']['flops_fraction']:.3f} | "
-                 f"{results['train']['reference']['flops_fraction']:.3f} | – | – | – | – |")
+    lines.append(
+        f"| training images/s | {speed_o:.1f} | {speed_r:.1f} | – | ours ≥ 5× ref | "
+        f"{_yes(speed_o >= 5 * speed_r)} ({speed_o / speed_r:.2f}×) | {_yes(speed_o > speed_r)} |"
+    )
+    lines.append(
+        f"| training FLOP/s ÷ matmul FLOP/s | {results['train']['ours']['flops_fraction']:.3f} | "
+        f"{results['train']['reference']['flops_fraction']:.3f} | – | – | – | – |"
+    )
     for label, keys, rule in ROWS:
         o, r, f = (_lookup(m, keys) for m in (ours, ref, floor))
         goal = GOALS.get(label)
         met = _yes(goal[1](o)) if goal else "–"
-        lines.append(f"| {label} | {o:.4g} | {r:.4g} | {f:.4g} | {goal[0] if goal else '–'} | {met} | "
-                     f"{_yes(_better(o, r, rule))} |")
+        lines.append(
+            f"| {label} | {o:.4g} | {r:.4g} | {f:.4g} | {goal[0] if goal else '–'} | {met} | "
+            f"{_yes(_better(o, r, rule))} |"
+        )
     return "\n".join(lines)
 
 
@@ -329,7 +345,9 @@ def context_lines(results: dict[str, Any]) -> str:
 # -------------------------------------------------------------------------------------------------- main
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", default=str(DEFAULT_DATA), help="jet-image HDF5 file, or SAMPLE for the shipped sample")
+    parser.add_argument(
+        "--data", default=str(DEFAULT_DATA), help="jet-image HDF5 file, or SAMPLE for the shipped sample"
+    )
     parser.add_argument("--events-limit", type=int, default=None, help="use only the first N events of the file")
     parser.add_argument("--budget-seconds", type=float, default=600.0, help="training wall clock per model (s)")
     parser.add_argument("--test-events", type=int, default=1000, help="held-out test-split events evaluated")
@@ -365,16 +383,31 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     n_events = inspect_jet_file(path).n_events
     n_used = min(n_events, args.events_limit) if args.events_limit else n_events
     results: dict[str, Any] = {
-        "data": str(path), "n_train_events": len(split_indices(n_used, "train", tuple(config["fractions"]), config["seed"])),
-        "matmul_size": args.matmul_size, "batch_size": batch, "budget_s": args.budget_seconds, "train": {}, "flops": {}, "metrics": {},
+        "data": str(path),
+        "n_train_events": len(split_indices(n_used, "train", tuple(config["fractions"]), config["seed"])),
+        "matmul_size": args.matmul_size,
+        "batch_size": batch,
+        "budget_s": args.budget_seconds,
+        "train": {},
+        "flops": {},
+        "metrics": {},
     }
     results["matmul_flops_per_s"] = matmul_flops_per_s(args.matmul_size, args.matmul_reps)
     for key, model, fn, shape in (
         ("ours", ours, lambda x: ours.compute_losses(x, training=True)["loss"], (1, 125, 125, 3)),
-        ("reference", reference, lambda x: reference.compute_losses(x, training=True)["loss"], (1, 128, 128, 3)),
+        (
+            "reference",
+            reference,
+            lambda x: reference.compute_losses(x, training=True)["loss"],
+            (1, 128, 128, 3),
+        ),
     ):
         fwd = forward_flops(fn, shape)
-        results["flops"][key] = {"forward_per_image": fwd, "train_per_image": 3 * fwd, "params": model.count_params()}
+        results["flops"][key] = {
+            "forward_per_image": fwd,
+            "train_per_image": 3 * fwd,
+            "params": model.count_params(),
+        }
     print(f"training ours for {args.budget_seconds:.0f} s ...", file=sys.stderr)
     results["train"]["ours"] = train(ours, data.train, args.budget_seconds, batch, args.warmup_batches)
     print(f"training reference for {args.budget_seconds:.0f} s ...", file=sys.stderr)

@@ -23,11 +23,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--columns", help="explicit columns, e.g. pt=Jet_pt,eta=Jet_eta,phi=Jet_phi,m=Jet_mass")
     parser.add_argument("--min-pt", type=float, help="keep only jets with pt >= MIN_PT GeV")
     parser.add_argument("--allow-pickle", action="store_true", help="allow .pkl input (executes code from it)")
-    parser.add_argument("--max-rel-error", type=float, metavar="E",
-                        help="bound every restored pt, m within relative E (eta, phi within absolute E)")
+    parser.add_argument(
+        "--max-rel-error",
+        type=float,
+        metavar="E",
+        help="bound every restored pt, m within relative E (eta, phi within absolute E)",
+    )
     parser.add_argument("--max-abs-error", type=float, metavar="D", help="absolute bound for eta, phi (default E)")
-    parser.add_argument("--latent-dtype", choices=("float16", "float32"),
-                        help="storage of the latent numbers (default: the export's measured recommendation)")
+    parser.add_argument(
+        "--latent-dtype",
+        choices=("float16", "float32"),
+        help="storage of the latent numbers (default: the export's measured recommendation)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     return parser
 

@@ -84,9 +84,7 @@ def resolve_config(defaults: dict[str, Any], *layers: tuple[str, dict[str, Any]]
             if value is None:
                 continue
             if not _type_ok(defaults[key], value):
-                raise ConfigError(
-                    f"{source}: config key {key!r} must be {type(defaults[key]).__name__}, got {value!r}"
-                )
+                raise ConfigError(f"{source}: config key {key!r} must be {type(defaults[key]).__name__}, got {value!r}")
             if isinstance(defaults[key], float) and isinstance(value, int):
                 value = float(value)
             config[key] = list(value) if isinstance(value, tuple) else value

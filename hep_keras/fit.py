@@ -21,7 +21,16 @@ from hep_keras.errors import ConfigError
 from hep_keras.recipes import RECIPES, get_recipe
 
 #: command-line flags that are shortcuts for config keys
-FLAG_KEYS = ("data", "epochs", "batch_size", "learning_rate", "max_events", "steps_per_epoch", "seed", "strategy")
+FLAG_KEYS = (
+    "data",
+    "epochs",
+    "batch_size",
+    "learning_rate",
+    "max_events",
+    "steps_per_epoch",
+    "seed",
+    "strategy",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

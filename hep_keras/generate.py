@@ -41,15 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--label", choices=("quark", "gluon", "mixed"), default="mixed", help="default: mixed (half/half)"
     )
-    parser.add_argument(
-        "--steps", type=int, default=25, help="sampling steps = network evaluations per event"
-    )
-    parser.add_argument(
-        "--eta", type=float, default=0.0, help="0 = deterministic DDIM ... 1 = DDPM (default 0)"
-    )
-    parser.add_argument(
-        "--guidance", type=float, default=1.0, help="classifier-free guidance scale (1 = none)"
-    )
+    parser.add_argument("--steps", type=int, default=25, help="sampling steps = network evaluations per event")
+    parser.add_argument("--eta", type=float, default=0.0, help="0 = deterministic DDIM ... 1 = DDPM (default 0)")
+    parser.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale (1 = none)")
     parser.add_argument("--seed", type=int, default=0, help="same seed and options -> identical events")
     parser.add_argument("--batch-size", type=int, default=256, help="events per sampling call")
     parser.add_argument("--pad-to", type=int, help="zero-pad the images to this size (e.g. 125)")

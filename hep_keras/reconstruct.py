@@ -78,8 +78,14 @@ def reconstruct_file(export_dir: Path, data: Path, out: Path, args: argparse.Nam
         kept = 0
         h, w, c = info.image_shape
         with h5py.File(staging / "reconstructed.h5", "w") as f, data_errors():
-            x_out = f.create_dataset("X_jets", (n, h, w, c), "float32", chunks=(min(32, n), h, w, c),
-                                     compression="gzip", shuffle=True)
+            x_out = f.create_dataset(
+                "X_jets",
+                (n, h, w, c),
+                "float32",
+                chunks=(min(32, n), h, w, c),
+                compression="gzip",
+                shuffle=True,
+            )
             scalars = {k: f.create_dataset(k, (n,), "float32") for k in ("y", "m0", "pt")}
             f.create_dataset("index", data=np.arange(n, dtype=np.int64))
             f.attrs["source"] = str(data)
@@ -107,11 +113,18 @@ def reconstruct_file(export_dir: Path, data: Path, out: Path, args: argparse.Nam
                 print(f"\rreconstructed {done}/{n} events", end="", file=sys.stderr)
         print(file=sys.stderr)
         metrics = evaluate_reconstruction(
-            np.concatenate(keep_o), np.concatenate(keep_r), staging / "figures", figure_events=args.figure_events
+            np.concatenate(keep_o),
+            np.concatenate(keep_r),
+            staging / "figures",
+            figure_events=args.figure_events,
         )
-        write_metrics(staging, f"hep_keras reconstruct ({metadata.get('model', '?')})", metrics,
-                      {"export": str(export_dir), "events": n, "steps": args.steps if uses_steps else None},
-                      {"path": str(data), "n_events": n})
+        write_metrics(
+            staging,
+            f"hep_keras reconstruct ({metadata.get('model', '?')})",
+            metrics,
+            {"export": str(export_dir), "events": n, "steps": args.steps if uses_steps else None},
+            {"path": str(data), "n_events": n},
+        )
         _move_into_place(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

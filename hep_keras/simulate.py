@@ -25,9 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m hep_keras.simulate",
         description="Generate balanced quark/gluon jet images in the CMS quark-gluon HDF5 schema.",
     )
-    parser.add_argument(
-        "--events", type=int, required=True, help="jets to write, even: N/2 quark + N/2 gluon"
-    )
+    parser.add_argument("--events", type=int, required=True, help="jets to write, even: N/2 quark + N/2 gluon")
     parser.add_argument("--out", required=True, help="output .h5 file (written atomically)")
     parser.add_argument("--seed", type=int, default=d.seed, help="master seed (default %(default)s)")
     parser.add_argument(
@@ -42,18 +40,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--pt-max", type=float, default=d.pt_max, help="max pT-hat and jet pT, GeV (default %(default)s)"
     )
-    parser.add_argument(
-        "--eta-max", type=float, default=d.eta_max, help="max |eta| of the jet (default %(default)s)"
-    )
+    parser.add_argument("--eta-max", type=float, default=d.eta_max, help="max |eta| of the jet (default %(default)s)")
     parser.add_argument(
         "--chunk-events",
         type=int,
         default=d.chunk_events,
         help="events per HDF5 chunk of X_jets (default %(default)s)",
     )
-    parser.add_argument(
-        "--gzip-level", type=int, default=d.gzip_level, help="gzip level 0-9 (default %(default)s)"
-    )
+    parser.add_argument("--gzip-level", type=int, default=d.gzip_level, help="gzip level 0-9 (default %(default)s)")
     parser.add_argument("--shuffle", action="store_true", help="apply the HDF5 shuffle filter before gzip")
     parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     parser.add_argument("--quiet", action="store_true", help="no progress line on stderr")

@@ -104,8 +104,15 @@ def tune(name: str, config: dict[str, Any], args: argparse.Namespace) -> dict[st
         keras.callbacks.TerminateOnNaN(),
     ]
     with data_errors():
-        tuner.search(train, validation_data=data.val, epochs=config["epochs"], callbacks=callbacks,
-                     steps_per_epoch=config["steps_per_epoch"], shuffle=False, verbose=args.verbose)
+        tuner.search(
+            train,
+            validation_data=data.val,
+            epochs=config["epochs"],
+            callbacks=callbacks,
+            steps_per_epoch=config["steps_per_epoch"],
+            shuffle=False,
+            verbose=args.verbose,
+        )
     if os.environ.get("KERASTUNER_TUNER_ID", "chief") != "chief":
         return {}  # workers report to the chief; only the chief summarises
     best = tuner.get_best_hyperparameters(1)
@@ -116,8 +123,11 @@ def tune(name: str, config: dict[str, Any], args: argparse.Namespace) -> dict[st
     out = directory / project / "best_config.json"
     out.write_text(json.dumps(overrides, indent=2, sort_keys=True) + "\n")
     tuner.results_summary(num_trials=min(5, args.max_trials))
-    print(f"best config: {json.dumps(overrides)}\nwritten to {out} "
-          f"(train it: python -m hep_keras.fit {name} --config {out})", file=sys.stderr)
+    print(
+        f"best config: {json.dumps(overrides)}\nwritten to {out} "
+        f"(train it: python -m hep_keras.fit {name} --config {out})",
+        file=sys.stderr,
+    )
     return overrides
 
 

@@ -46,9 +46,7 @@ def write_jet_file(
         drop: keys of the schema to leave out.
     """
     rng = np.random.default_rng(seed)
-    images = np.where(
-        rng.random((n, size, size, 3)) < occupancy, rng.exponential(1.0, (n, size, size, 3)), 0.0
-    )
+    images = np.where(rng.random((n, size, size, 3)) < occupancy, rng.exponential(1.0, (n, size, size, 3)), 0.0)
     events = np.arange(n)
     images[:, 0, 0, 0] = events + 1
     images[:, size // 2, size // 2, 1] = events + 1000

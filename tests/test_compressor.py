@@ -52,8 +52,21 @@ def fitted(tmp_path_factory):
     from hep_keras.recipes import get_recipe
 
     args = build_parser().parse_args(
-        ["compressor", "--data", str(data), "--epochs", "4", "--batch-size", "64", "--learning-rate", "0.003",
-         "--set", "widths=[32, 16]", "--set", "eval_events=500"]
+        [
+            "compressor",
+            "--data",
+            str(data),
+            "--epochs",
+            "4",
+            "--batch-size",
+            "64",
+            "--learning-rate",
+            "0.003",
+            "--set",
+            "widths=[32, 16]",
+            "--set",
+            "eval_events=500",
+        ]
     )
     config = config_from_args(args, get_recipe("compressor"))
     fit_model("compressor", config, root / "run", root / "export", verbose=0)
@@ -98,8 +111,17 @@ def test_keras_file_round_trip(tmp_path):
 
 def test_fit_artefacts_and_quality(fitted):
     run, export, _ = fitted
-    for name in ("DONE", "config.json", "history.csv", "metrics.json", "report.md", "figures/residuals_narrow.png",
-                 "figures/residuals_wide.png", "figures/distributions.png", "figures/residual_vs_pt.png"):
+    for name in (
+        "DONE",
+        "config.json",
+        "history.csv",
+        "metrics.json",
+        "report.md",
+        "figures/residuals_narrow.png",
+        "figures/residuals_wide.png",
+        "figures/distributions.png",
+        "figures/residual_vs_pt.png",
+    ):
         assert (run / name).exists(), name
     for name in ("saved_model", "model.keras", "metadata.json"):
         assert (export / name).exists(), name

@@ -56,7 +56,7 @@ def test_parse_value():
 
 
 def test_config_files_toml_and_json(tmp_path):
-    (tmp_path / "a.toml").write_text('epochs = 4\nwidths = [8, 16]\n')
+    (tmp_path / "a.toml").write_text("epochs = 4\nwidths = [8, 16]\n")
     (tmp_path / "b.json").write_text(json.dumps({"epochs": 6}))
     assert load_config_file(tmp_path / "a.toml") == {"epochs": 4, "widths": [8, 16]}
     assert load_config_file(tmp_path / "b.json") == {"epochs": 6}

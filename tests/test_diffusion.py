@@ -191,9 +191,7 @@ def test_keras_round_trip(trained, tmp_path):
     noisy = np.random.default_rng(0).normal(size=(3, SIZE, SIZE, 3)).astype("float32")
     inputs = [noisy, np.array([0.1, 0.5, 0.9], "float32"), np.array([0, 1, 2], "int32")]
     np.testing.assert_allclose(np.asarray(loaded(inputs)), np.asarray(model(inputs)), atol=1e-6)
-    np.testing.assert_allclose(
-        np.asarray(loaded.network(inputs)), np.asarray(model.network(inputs)), atol=1e-6
-    )
+    np.testing.assert_allclose(np.asarray(loaded.network(inputs)), np.asarray(model.network(inputs)), atol=1e-6)
     labels = np.array([0, 1], "int32")
     np.testing.assert_allclose(
         np.asarray(loaded.sample(labels, steps=3, seed=5)),
@@ -236,9 +234,7 @@ def test_fit_cli_writes_run_and_export(cli_run):
     metrics = json.loads((cli_run["run"] / "metrics.json").read_text())
     assert {"generation", "two_sample", "reconstruction"} <= set(metrics)
     assert 0.0 <= metrics["two_sample"]["auc"] <= 1.0
-    assert (cli_run["run"] / "DONE").is_file() and (
-        cli_run["run"] / "figures" / "reconstruction_0.png"
-    ).is_file()
+    assert (cli_run["run"] / "DONE").is_file() and (cli_run["run"] / "figures" / "reconstruction_0.png").is_file()
     meta = json.loads((cli_run["export"] / "metadata.json").read_text())
     assert meta["reconstruct_args"] == ["images", "steps"] and meta["image_size"] == 12
 

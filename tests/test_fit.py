@@ -13,14 +13,30 @@ import pytest
 
 from hep_keras.fit import main as fit_main
 
-TINY = ["--set", "widths=[8,8]", "--set", "latent_dim=4", "--set", "eval_events=8", "--set", "figure_events=1",
-        "--batch-size", "8"]
+TINY = [
+    "--set",
+    "widths=[8,8]",
+    "--set",
+    "latent_dim=4",
+    "--set",
+    "eval_events=8",
+    "--set",
+    "figure_events=1",
+    "--batch-size",
+    "8",
+]
 
 
 def run_cli(module, *args, cwd=None, timeout=600):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
-    return subprocess.run([sys.executable, "-m", module, *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, env=env, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", module, *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture
@@ -30,9 +46,27 @@ def tiny_file(make_jet_file):
 
 def test_fit_vae_produces_every_artefact_and_refuses_to_overwrite(tmp_path, tiny_file):
     run_dir, export_dir = tmp_path / "run", tmp_path / "export"
-    args = ["vae", "--data", tiny_file, "--epochs", "1", *TINY, "--run-dir", run_dir, "--export-dir", export_dir]
+    args = [
+        "vae",
+        "--data",
+        tiny_file,
+        "--epochs",
+        "1",
+        *TINY,
+        "--run-dir",
+        run_dir,
+        "--export-dir",
+        export_dir,
+    ]
     assert fit_main(list(map(str, args))) == 0
-    for name in ("config.json", "history.csv", "metrics.json", "report.md", "DONE", "checkpoints/best.weights.h5"):
+    for name in (
+        "config.json",
+        "history.csv",
+        "metrics.json",
+        "report.md",
+        "DONE",
+        "checkpoints/best.weights.h5",
+    ):
         assert (run_dir / name).is_file(), name
     for name in ("event_0.png", "mean_images.png", "observables.png", "latent_space.png", "losses.png"):
         assert (run_dir / "figures" / name).is_file(), name
@@ -57,11 +91,34 @@ def test_fit_ae_and_reconstruct_in_fresh_process(tmp_path, tiny_file):
     import keras
 
     export_dir = tmp_path / "ae_export"
-    args = ["ae", "--data", tiny_file, "--epochs", "1", *TINY, "--run-dir", tmp_path / "run", "--export-dir", export_dir]
+    args = [
+        "ae",
+        "--data",
+        tiny_file,
+        "--epochs",
+        "1",
+        *TINY,
+        "--run-dir",
+        tmp_path / "run",
+        "--export-dir",
+        export_dir,
+    ]
     assert fit_main(list(map(str, args))) == 0
     out = tmp_path / "reco"
-    result = run_cli("hep_keras.reconstruct", export_dir, "--data", tiny_file, "--out", out, "--events", 20,
-                     "--batch-size", 8, "--figure-events", 1)
+    result = run_cli(
+        "hep_keras.reconstruct",
+        export_dir,
+        "--data",
+        tiny_file,
+        "--out",
+        out,
+        "--events",
+        20,
+        "--batch-size",
+        8,
+        "--figure-events",
+        1,
+    )
     assert result.returncode == 0, result.stderr
     assert "total-energy response" in result.stderr
     with h5py.File(out / "reconstructed.h5") as f, h5py.File(tiny_file) as src:
@@ -80,8 +137,22 @@ def test_fit_ae_and_reconstruct_in_fresh_process(tmp_path, tiny_file):
 
 def test_killed_run_resumes_with_the_same_command(tmp_path, tiny_file):
     run_dir = tmp_path / "run"
-    args = ["hep_keras.fit", "vae", "--data", tiny_file, "--epochs", "40", "--set", "patience=100", *TINY,
-            "--run-dir", run_dir, "--no-export", "--verbose", "0"]
+    args = [
+        "hep_keras.fit",
+        "vae",
+        "--data",
+        tiny_file,
+        "--epochs",
+        "40",
+        "--set",
+        "patience=100",
+        *TINY,
+        "--run-dir",
+        run_dir,
+        "--no-export",
+        "--verbose",
+        "0",
+    ]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     proc = subprocess.Popen([sys.executable, "-m", *map(str, args)], env=env, stderr=subprocess.PIPE, text=True)
     history = run_dir / "history.csv"

@@ -130,9 +130,7 @@ def test_file_variants(make_jet_file, kwargs):
         np.testing.assert_array_equal(images, handle["X_jets"][()].astype(np.float32))
         np.testing.assert_array_equal(labels, handle["y"][()])
     val = np.concatenate([b.numpy() for b in jet_images(path, split="val", batch_size=2)])
-    np.testing.assert_array_equal(
-        val, read_events(path, split_indices(45, "val"), fields=("X_jets",))["X_jets"]
-    )
+    np.testing.assert_array_equal(val, read_events(path, split_indices(45, "val"), fields=("X_jets",))["X_jets"])
 
 
 def test_n_smaller_than_batch(make_jet_file):
@@ -166,9 +164,7 @@ def test_max_events_crop_repeat(make_jet_file):
 
 def test_shards_partition_the_split(make_jet_file):
     path = make_jet_file("sh.h5", n=100)
-    parts = [
-        _events(jet_images(path, split="all", batch_size=8, num_shards=2, shard_index=i)) for i in (0, 1)
-    ]
+    parts = [_events(jet_images(path, split="all", batch_size=8, num_shards=2, shard_index=i)) for i in (0, 1)]
     assert len(np.intersect1d(*parts)) == 0
     assert np.array_equal(np.sort(np.concatenate(parts)), np.arange(100))
 
@@ -193,9 +189,7 @@ def test_data_errors_passes_other_errors_through():
 def test_input_context_shards(make_jet_file):
     import tensorflow as tf
 
-    path = make_jet_file(
-        "ctx.h5", n=200
-    )  # chunks of 8 -> blocks of 64 events: 0-63, 64-127, 128-191, 192-199
+    path = make_jet_file("ctx.h5", n=200)  # chunks of 8 -> blocks of 64 events: 0-63, 64-127, 128-191, 192-199
     context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=1)
     events = _events(jet_images(path, split="all", batch_size=8, input_context=context))
     assert np.array_equal(events, np.r_[64:128, 192:200])

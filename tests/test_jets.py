@@ -165,10 +165,19 @@ def one_line_error(path, match, **kwargs):
 
 def test_bad_inputs(tmp_path, root_jets):
     _, _, polar, _ = root_jets
-    assert str(polar) in one_line_error(polar, "missing branch 'Jet_m'", columns="pt=Jet_pt,eta=Jet_eta,phi=Jet_phi,m=Jet_m")
+    assert str(polar) in one_line_error(
+        polar, "missing branch 'Jet_m'", columns="pt=Jet_pt,eta=Jet_eta,phi=Jet_phi,m=Jet_m"
+    )
     with uproot.recreate(tmp_path / "empty.root") as handle:
-        handle.mktree("Events", {"Jet_pt": "var * float64", "Jet_eta": "var * float64",
-                                 "Jet_phi": "var * float64", "Jet_mass": "var * float64"})
+        handle.mktree(
+            "Events",
+            {
+                "Jet_pt": "var * float64",
+                "Jet_eta": "var * float64",
+                "Jet_phi": "var * float64",
+                "Jet_mass": "var * float64",
+            },
+        )
     one_line_error(tmp_path / "empty.root", "empty tree")
     one_line_error(f"{polar}:Nope", "no tree 'Nope'")
     jets = toy()
@@ -186,7 +195,11 @@ def test_bad_inputs(tmp_path, root_jets):
     both = {f"Jet_{k}": v for k, v in toy().items()} | {f"FatJet_{k}": v for k, v in toy().items()}
     np.savez(tmp_path / "two.npz", **both)
     assert len(read_jets(tmp_path / "two.npz")) == 50  # "Jet_" preferred
-    np.savez(tmp_path / "amb.npz", **{f"AK8_{k}": v for k, v in toy().items()}, **{f"AK4_{k}": v for k, v in toy().items()})
+    np.savez(
+        tmp_path / "amb.npz",
+        **{f"AK8_{k}": v for k, v in toy().items()},
+        **{f"AK4_{k}": v for k, v in toy().items()},
+    )
     one_line_error(tmp_path / "amb.npz", "several jet collections")
     with pytest.raises(DataError, match="unknown key"):
         parse_columns("pt=a,foo=b")

@@ -91,10 +91,7 @@ def test_cli_inspect_and_prepare(make_jet_file, tmp_path, capsys):
     src = make_jet_file("in.h5")
     assert main(["inspect", str(src)]) == 0
     assert "events:       40" in capsys.readouterr().out
-    assert (
-        main(["prepare", str(src), str(tmp_path / "o.h5"), "--chunk-events", "4", "--compression", "lzf"])
-        == 0
-    )
+    assert main(["prepare", str(src), str(tmp_path / "o.h5"), "--chunk-events", "4", "--compression", "lzf"]) == 0
     captured = capsys.readouterr()
     assert "prepare: 40/40 events" in captured.err and "chunks=(4, 16, 16, 3)" in captured.out
 

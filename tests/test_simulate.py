@@ -86,9 +86,7 @@ def test_event_image_hcal_towers_equal_smeared_tower_energy():
         pid=rng.choice([211, -211, 130, 2112, 22, 11, 13, 12], n),
         charge=np.zeros(n),
     )
-    particles = sim.Particles(
-        **{**particles.__dict__, "charge": np.isin(particles.pid, [211, -211, 11, 13]) * 1.0}
-    )
+    particles = sim.Particles(**{**particles.__dict__, "charge": np.isin(particles.pid, [211, -211, 11, 13]) * 1.0})
     det = sim.DetectorConfig()
     image = sim.event_image(particles, 0.1, -0.05, det, np.random.default_rng(7))
 
@@ -98,12 +96,8 @@ def test_event_image_hcal_towers_equal_smeared_tower_energy():
     deta, dphi = particles.eta - 0.1, sim.wrap_phi(particles.phi + 0.05)
     is_em = np.isin(np.abs(particles.pid), [11, 22])
     is_had = np.isin(np.abs(particles.pid), [211, 130, 2112])
-    sim.smear_cells(
-        sim.bin_pixels(deta, dphi, np.where(is_em, particles.e, 0)), replay, 0.028, 0.003, 0.04, 0.1
-    )
-    towers = sim.smear_cells(
-        sim.bin_towers(deta, dphi, np.where(is_had, particles.e, 0)), replay, 1.0, 0.05, 0, 1.0
-    )
+    sim.smear_cells(sim.bin_pixels(deta, dphi, np.where(is_em, particles.e, 0)), replay, 0.028, 0.003, 0.04, 0.1)
+    towers = sim.smear_cells(sim.bin_towers(deta, dphi, np.where(is_had, particles.e, 0)), replay, 1.0, 0.05, 0, 1.0)
 
     hcal_towers = image[..., 2].astype(np.float64).reshape(25, 5, 25, 5).sum(axis=(1, 3))
     np.testing.assert_allclose(hcal_towers, towers, rtol=1e-6, atol=1e-6)
@@ -123,9 +117,7 @@ def test_select_leading_jets_cuts_and_matching():
     parton_eta = np.array([0.15, 1.0, 2.0, -2.0, 0.0, 0.0, -0.45, 0.5])
     parton_phi = np.array([-3.1, 0.0, 1.0, 1.0, 1.0, 2.0, 3.1, 0.0])
     offsets = np.array([0, 2, 4, 6, 6, 8])
-    got = list(
-        sim.select_leading_jets(bounds, pt, eta, phi, (parton_id, parton_eta, parton_phi, offsets), cfg)
-    )
+    got = list(sim.select_leading_jets(bounds, pt, eta, phi, (parton_id, parton_eta, parton_phi, offsets), cfg))
     assert got == [(0, 0, 1), (4, 4, 0)]  # phi wraps around +-pi when matching
 
 
@@ -189,9 +181,7 @@ def test_tiny_run_schema_units_and_balance(tiny):
 def test_same_seed_gives_identical_file_content(tiny, tmp_path):
     path, _ = tiny
     again = tmp_path / "again.h5"
-    sim.simulate(
-        sim.SimulationConfig(events=N_TINY, seed=5, block_events=10), again, progress=False, command="test"
-    )
+    sim.simulate(sim.SimulationConfig(events=N_TINY, seed=5, block_events=10), again, progress=False, command="test")
     first, _, _ = _read(path)
     second, _, _ = _read(again)
     assert first.keys() == second.keys()

@@ -11,8 +11,23 @@ from hep_keras.tune import main as tune_main
 
 def test_random_search_writes_usable_best_config(tmp_path, make_jet_file):
     data = make_jet_file("tiny.h5", n=32, size=16)
-    args = ["vae", "--data", data, "--epochs", "1", "--batch-size", "8", "--max-trials", "2",
-            "--directory", tmp_path / "tuning", "--verbose", "0", "--set", "eval_events=4"]
+    args = [
+        "vae",
+        "--data",
+        data,
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--max-trials",
+        "2",
+        "--directory",
+        tmp_path / "tuning",
+        "--verbose",
+        "0",
+        "--set",
+        "eval_events=4",
+    ]
     assert tune_main(list(map(str, args))) == 0
     best_path = tmp_path / "tuning" / "vae" / "best_config.json"
     best = json.loads(best_path.read_text())

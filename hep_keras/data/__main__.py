@@ -23,9 +23,7 @@ def _parser() -> argparse.ArgumentParser:
 
     inspect = commands.add_parser("inspect", help="validate a jet-image file and print a summary")
     inspect.add_argument("file", help="HDF5 file with X_jets, m0, pt, y")
-    inspect.add_argument(
-        "--check-values", action="store_true", help="also scan every image for NaN/Inf (slow)"
-    )
+    inspect.add_argument("--check-values", action="store_true", help="also scan every image for NaN/Inf (slow)")
 
     prep = commands.add_parser("prepare", help="rewrite a file with small chunks for fast streaming")
     prep.add_argument("input", help="valid jet-image HDF5 file")

@@ -95,9 +95,7 @@ def _check_split(split: str) -> None:
 def _check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:
     values = tuple(float(f) for f in fractions)
     if len(values) != 3 or min(values) < 0 or abs(sum(values) - 1.0) > 1e-6:
-        raise ConfigError(
-            f"fractions must be 3 non-negative numbers (train, val, test) summing to 1; got {values}"
-        )
+        raise ConfigError(f"fractions must be 3 non-negative numbers (train, val, test) summing to 1; got {values}")
     return values
 
 
@@ -209,9 +207,7 @@ class _BlockReader:
     ``tf.data`` may call it from several threads (``num_parallel_reads``).
     """
 
-    def __init__(
-        self, path: Path, fields: tuple[str, ...], plan: _BlockPlan, crop: int | None, cache_bytes: int
-    ):
+    def __init__(self, path: Path, fields: tuple[str, ...], plan: _BlockPlan, crop: int | None, cache_bytes: int):
         self.path = path
         self.fields = fields
         self.plan = plan
@@ -270,9 +266,7 @@ def _check_crop(crop: int | None, info: JetFileInfo) -> int | None:
         return None
     h, w, _ = info.image_shape
     if int(crop) != crop or not 1 <= crop <= min(h, w):
-        raise ConfigError(
-            f"crop must be an integer in [1, {min(h, w)}] for {info.path} ({h}x{w}); got {crop}"
-        )
+        raise ConfigError(f"crop must be an integer in [1, {min(h, w)}] for {info.path} ({h}x{w}); got {crop}")
     return int(crop)
 
 
@@ -292,10 +286,7 @@ def _field_shapes(path: Path, fields: tuple[str, ...], crop: int | None) -> list
     """Per-event shapes of the fields (images cropped)."""
     with open_jet_file(path) as handle:
         shapes = [tuple(int(s) for s in handle[field].shape[1:]) for field in fields]
-    return [
-        (crop, crop, s[2]) if field == IMAGE_KEY and crop else s
-        for field, s in zip(fields, shapes, strict=True)
-    ]
+    return [(crop, crop, s[2]) if field == IMAGE_KEY and crop else s for field, s in zip(fields, shapes, strict=True)]
 
 
 def _effective_events(info: JetFileInfo, max_events: int | None) -> int:
@@ -382,9 +373,7 @@ def jet_images(
     if n_split == 0:
         raise DataError(f"{where} has no events (file has {info.n_events}, using {n_events})")
     if drop_remainder and n_split < batch_size:
-        raise DataError(
-            f"{where} has {n_split} events, fewer than one batch of {batch_size} (drop_remainder)"
-        )
+        raise DataError(f"{where} has {n_split} events, fewer than one batch of {batch_size} (drop_remainder)")
 
     shapes = _field_shapes(path, fields, crop)
     if shuffle_buffer is None:
@@ -488,9 +477,7 @@ def read_events(
     crop = _check_crop(crop, info)
     wanted = np.asarray(indices, dtype=np.int64).ravel()
     if wanted.size and (wanted.min() < 0 or wanted.max() >= info.n_events):
-        raise DataError(
-            f"{path}: event indices must be in [0, {info.n_events}); got {wanted.min()}..{wanted.max()}"
-        )
+        raise DataError(f"{path}: event indices must be in [0, {info.n_events}); got {wanted.min()}..{wanted.max()}")
     unique, inverse = np.unique(wanted, return_inverse=True)
     plan = _BlockPlan(n_events=info.n_events, block_events=info.block_events, index=unique)
     shapes = _field_shapes(path, fields, crop)

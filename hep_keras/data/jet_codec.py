@@ -83,8 +83,12 @@ def _restore_variable(name: str, decoded: np.ndarray, q: np.ndarray | None, step
     return wrap_phi(value) if name == "phi" else value
 
 
-def restore(decoded: np.ndarray, corrections: dict[str, tuple[np.ndarray, float]],
-            exact_index: np.ndarray, exact_values: np.ndarray) -> np.ndarray:
+def restore(
+    decoded: np.ndarray,
+    corrections: dict[str, tuple[np.ndarray, float]],
+    exact_index: np.ndarray,
+    exact_values: np.ndarray,
+) -> np.ndarray:
     """Decoded ``(N, 4)`` + corrections → restored ``(N, 4)`` float32, exactly as it is written to disk."""
     columns = []
     for i, name in enumerate(VARIABLES):
@@ -125,9 +129,15 @@ def _quantise(name: str, original: np.ndarray, decoded: np.ndarray, rel: float, 
     return np.clip(q, -_INT16_MAX, _INT16_MAX).astype(np.int64), float(step)
 
 
-def compress(table: JetTable, encode, decode, latent_dtype: str = "float16",
-             max_rel_error: float | None = None, max_abs_error: float | None = None,
-             batch_size: int = 65536) -> Compressed:
+def compress(
+    table: JetTable,
+    encode,
+    decode,
+    latent_dtype: str = "float16",
+    max_rel_error: float | None = None,
+    max_abs_error: float | None = None,
+    batch_size: int = 65536,
+) -> Compressed:
     """Encode ``table``; with a bound, add the corrections so that every restored jet meets it.
 
     Args:
@@ -239,8 +249,15 @@ def restored_table(data: Compressed, decode, batch_size: int = 65536, source: st
     decoded = _batched(decode, data.latent.astype(np.float32), batch_size).astype(np.float64)
     values = restore(decoded, data.corrections, data.exact_index, data.exact_values).astype(np.float64)
     pt, eta, phi, m = values.T
-    return JetTable(pt=pt, eta=eta, phi=phi, m=m, E=energy_from_ptetam(pt, eta, m),
-                    event=np.asarray(data.event, np.int64), source=source)
+    return JetTable(
+        pt=pt,
+        eta=eta,
+        phi=phi,
+        m=m,
+        E=energy_from_ptetam(pt, eta, m),
+        event=np.asarray(data.event, np.int64),
+        source=source,
+    )
 
 
 def ratio_report(n_jets: int, compressed_bytes: int, model_bytes: int) -> str:
@@ -255,4 +272,12 @@ def ratio_report(n_jets: int, compressed_bytes: int, model_bytes: int) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["UNITS", "Compressed", "compress", "read_compressed", "restore", "restored_table", "write_compressed"]
+__all__ = [
+    "UNITS",
+    "Compressed",
+    "compress",
+    "read_compressed",
+    "restore",
+    "restored_table",
+    "write_compressed",
+]

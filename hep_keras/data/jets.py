@@ -421,9 +421,11 @@ def _read_hdf5(path: Path, explicit: dict[str, str] | None) -> JetTable:
         with h5py.File(path, "r") as handle:
             names: list[str] = []
             handle.visititems(
-                lambda name, obj: names.append(name)
-                if isinstance(obj, h5py.Dataset) and obj.ndim == 1 and obj.dtype.kind in "fiu"
-                else None
+                lambda name, obj: (
+                    names.append(name)
+                    if isinstance(obj, h5py.Dataset) and obj.ndim == 1 and obj.dtype.kind in "fiu"
+                    else None
+                )
             )
             names.sort(key=lambda n: (not n.startswith("jets/"), n.count("/"), n))
             chosen = dict(explicit) if explicit else detect_columns(names, source)

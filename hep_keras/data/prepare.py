@@ -71,9 +71,7 @@ def prepare(
                 _copy_attrs(source, target)
                 per_event = _create_per_event(source, target, info.n_events, chunk_events, filters)
                 _copy_others(source, target, per_event)
-                _copy_blocks(
-                    source, target, per_event, info.n_events, _copy_block(source, chunk_events), progress
-                )
+                _copy_blocks(source, target, per_event, info.n_events, _copy_block(source, chunk_events), progress)
         os.replace(tmp, dst)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -133,9 +133,7 @@ def open_jet_file(path: str | os.PathLike, cache_bytes: int | None = None) -> h5
     try:
         return h5py.File(path, "r", **kwargs)
     except OSError as err:
-        raise DataError(
-            f"{path}: not a readable HDF5 file (truncated or another format): {_one_line(err)}"
-        ) from err
+        raise DataError(f"{path}: not a readable HDF5 file (truncated or another format): {_one_line(err)}") from err
 
 
 def inspect_jet_file(
@@ -259,9 +257,7 @@ def _check_readable(path: Path, key: str, dset: h5py.Dataset) -> None:
     try:
         dset[dset.shape[0] - 1]
     except OSError as err:
-        raise DataError(
-            f"{path}: cannot read the last event of '{key}' (truncated?): {_one_line(err)}"
-        ) from err
+        raise DataError(f"{path}: cannot read the last event of '{key}' (truncated?): {_one_line(err)}") from err
 
 
 def _check_finite_vector(path: Path, key: str, dset: h5py.Dataset) -> np.ndarray:
@@ -291,9 +287,7 @@ def _scan_images(path: Path, dset: h5py.Dataset) -> None:
         check_finite_block(path, IMAGE_KEY, block, start)
 
 
-def check_finite_block(
-    path: str | os.PathLike, key: str, block: np.ndarray, events: int | np.ndarray
-) -> None:
+def check_finite_block(path: str | os.PathLike, key: str, block: np.ndarray, events: int | np.ndarray) -> None:
     """Raise :class:`DataError` if ``block`` holds NaN or Inf.
 
     ``events`` gives the file event index of each row of ``block``: an array, or the first index of a

@@ -138,9 +138,7 @@ class SimulationConfig:
     def validate(self) -> None:
         """Raise :class:`ConfigError` with a one-line message naming the option for any invalid value."""
         if self.events < 2 or self.events % 2:
-            raise ConfigError(
-                f"--events must be an even number >= 2 (N/2 quark + N/2 gluon jets), got {self.events}"
-            )
+            raise ConfigError(f"--events must be an even number >= 2 (N/2 quark + N/2 gluon jets), got {self.events}")
         if not 0 <= self.seed < 2**63:
             raise ConfigError(f"--seed must be a non-negative integer, got {self.seed}")
         if self.workers < 1:
@@ -150,9 +148,7 @@ class SimulationConfig:
         if not (math.isfinite(self.pt_max) and self.pt_max > self.pt_min):
             raise ConfigError(f"--pt-min must be below --pt-max, got {self.pt_min} >= {self.pt_max} GeV")
         if 2 * self.pt_max >= self.ecm:
-            raise ConfigError(
-                f"--pt-max {self.pt_max} GeV is kinematically impossible at sqrt(s) = {self.ecm} GeV"
-            )
+            raise ConfigError(f"--pt-max {self.pt_max} GeV is kinematically impossible at sqrt(s) = {self.ecm} GeV")
         if not 0 < self.eta_max <= 5:
             raise ConfigError(f"--eta-max must be in (0, 5], got {self.eta_max}")
         if not 0 < self.jet_r <= 1.5:
@@ -198,9 +194,7 @@ def wrap_phi(dphi: np.ndarray) -> np.ndarray:
     return (np.asarray(dphi) + np.pi) % (2 * np.pi) - np.pi
 
 
-def pixel_indices(
-    deta: np.ndarray, dphi: np.ndarray, n_pixels: int = IMAGE_PIXELS, pixel: float = PIXEL_SIZE
-):
+def pixel_indices(deta: np.ndarray, dphi: np.ndarray, n_pixels: int = IMAGE_PIXELS, pixel: float = PIXEL_SIZE):
     """Pixel row (eta) and column (phi) of positions relative to the jet axis, and an inside-window mask.
 
     Pixel ``n_pixels // 2`` (62) is centred on the axis: it covers ``[-pixel/2, +pixel/2)``.
@@ -448,9 +442,7 @@ class EventStream:
         vectors = ak.unflatten(flat, np.diff(offsets))
         context = contextlib.nullcontext() if self._banner_done else _stdout_silenced()
         with context:
-            jets = fastjet.ClusterSequence(vectors, self.jet_definition).inclusive_jets(
-                min_pt=self.config.table_pt_min
-            )
+            jets = fastjet.ClusterSequence(vectors, self.jet_definition).inclusive_jets(min_pt=self.config.table_pt_min)
         self._banner_done = True
         owner = np.repeat(np.arange(len(jets)), ak.to_numpy(ak.num(jets, axis=1)))
         kin = _jet_kinematics(*(ak.to_numpy(ak.flatten(jets[k], axis=1)) for k in ("px", "py", "pz", "E")))
@@ -601,9 +593,7 @@ def _receive(out_queue, process, worker: int) -> Block:
             kind, payload = out_queue.get(timeout=1.0)
         except _queue.Empty:
             if not process.is_alive():
-                raise RuntimeError(
-                    f"simulation worker {worker} died (exit code {process.exitcode})"
-                ) from None
+                raise RuntimeError(f"simulation worker {worker} died (exit code {process.exitcode})") from None
             continue
         if kind == "error":
             raise RuntimeError(f"simulation worker {worker} failed: {payload}")
@@ -767,9 +757,7 @@ class SampleWriter:
         self.scalars = {k: np.zeros(n, np.float32) for k in ("m0", "pt", "y")}
         self.buffer: list[np.ndarray] = []
         self.rows = 0
-        self.table: dict[str, list[np.ndarray]] = {
-            k: [] for k in ("pt", "eta", "phi", "m", "E", "event", "gen")
-        }
+        self.table: dict[str, list[np.ndarray]] = {k: [] for k in ("pt", "eta", "phi", "m", "E", "event", "gen")}
 
     def add(self, record: JetRecord) -> None:
         """Append ``record`` as the next row of ``X_jets``/``m0``/``pt``/``y`` and its event's jets to the table."""
@@ -871,9 +859,7 @@ def package_versions() -> dict[str, str]:
 def file_attributes(config: SimulationConfig, command: str, n_generated: int) -> dict:
     """HDF5 attributes: generator and versions, every setting (also as JSON), seed, command, date."""
     versions = package_versions()
-    pythia_version = (
-        versions["pythia8mc"].rsplit(".", 1)[0] if versions["pythia8mc"] != "unknown" else "unknown"
-    )
+    pythia_version = versions["pythia8mc"].rsplit(".", 1)[0] if versions["pythia8mc"] != "unknown" else "unknown"
     settings = asdict(config)
     return {
         "generator": f"Pythia {pythia_version} (pythia8mc), hard QCD 2->2, sqrt(s) = {config.ecm:g} GeV",
@@ -952,9 +938,7 @@ def simulate(
         try:
             with h5py.File(tmp, "w") as h5file:
                 writer = SampleWriter(h5file, config)
-                selected = (
-                    JetRecord.from_block(b, i) for b, i in select_balanced(blocks, config.events, report)
-                )
+                selected = (JetRecord.from_block(b, i) for b, i in select_balanced(blocks, config.events, report))
                 for record in interleave_classes(selected, config.seed):
                     writer.add(record)
                 blocks.close()

@@ -37,7 +37,9 @@ def evaluate_reconstruction(
     plot_event_comparison(original, reconstructed, figure_dir / "event.png", n_events=figure_events)
     plot_mean_images(original, reconstructed, figure_dir / "mean_images.png")
     plot_observable_histograms(
-        image_observables(original), image_observables(reconstructed), figure_dir / "observables.png",
+        image_observables(original),
+        image_observables(reconstructed),
+        figure_dir / "observables.png",
         distances=metrics["wasserstein1"],
     )
     if latent is not None and labels is not None:

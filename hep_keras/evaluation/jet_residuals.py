@@ -89,13 +89,20 @@ def _hist(ax, values: np.ndarray, span: float, label: str, color=None) -> None:
     mean = values.mean() if values.size else float("nan")
     rms = np.sqrt(np.mean(values**2)) if values.size else float("nan")
     clipped = np.clip(values, -span, span)
-    ax.hist(clipped, bins=80, range=(-span, span), histtype="step", color=color,
-            label=f"{label}\nmean {mean:.2e}, RMS {rms:.2e}")
+    ax.hist(
+        clipped,
+        bins=80,
+        range=(-span, span),
+        histtype="step",
+        color=color,
+        label=f"{label}\nmean {mean:.2e}, RMS {rms:.2e}",
+    )
     ax.legend(fontsize=8)
 
 
-def plot_residuals(original: np.ndarray, restored: np.ndarray, path: str | Path, span: float = 0.02,
-                   min_mass: float = 1.0) -> Path:
+def plot_residuals(
+    original: np.ndarray, restored: np.ndarray, path: str | Path, span: float = 0.02, min_mass: float = 1.0
+) -> Path:
     """2x2 histograms of the residuals: relative (pT, m) within ±``span``, absolute (eta, phi) within ±span/4.
 
     Values outside the range are piled into the edge bins.
@@ -141,8 +148,9 @@ def plot_distributions(original: np.ndarray, restored: np.ndarray, path: str | P
     return path
 
 
-def plot_residual_vs_pt(original: np.ndarray, restored: np.ndarray, path: str | Path, min_mass: float = 1.0,
-                        n_bins: int = 12) -> Path:
+def plot_residual_vs_pt(
+    original: np.ndarray, restored: np.ndarray, path: str | Path, min_mass: float = 1.0, n_bins: int = 12
+) -> Path:
     """Profile of each residual vs original pT: median and 16-84 % band per log-pT bin."""
     res = residuals(original, restored, min_mass)
     pt = original[:, 0]
@@ -171,8 +179,9 @@ def plot_residual_vs_pt(original: np.ndarray, restored: np.ndarray, path: str | 
     return path
 
 
-def write_figures(original: np.ndarray, restored: np.ndarray, figures_dir: str | Path,
-                  min_mass: float = 1.0) -> list[Path]:
+def write_figures(
+    original: np.ndarray, restored: np.ndarray, figures_dir: str | Path, min_mass: float = 1.0
+) -> list[Path]:
     """All compression figures into ``figures_dir``: narrow/wide residuals, distributions, profile vs pT."""
     figures_dir = Path(figures_dir)
     figures_dir.mkdir(parents=True, exist_ok=True)

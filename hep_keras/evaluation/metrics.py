@@ -25,7 +25,13 @@ def response(original: np.ndarray, reconstructed: np.ndarray, min_original: floa
     """
     keep = np.asarray(original) > min_original
     if not keep.any():
-        return {"mean": float("nan"), "std": float("nan"), "median": float("nan"), "iqr_sigma": float("nan"), "n": 0}
+        return {
+            "mean": float("nan"),
+            "std": float("nan"),
+            "median": float("nan"),
+            "iqr_sigma": float("nan"),
+            "n": 0,
+        }
     ratio = np.asarray(reconstructed)[keep] / np.asarray(original)[keep]
     q25, q50, q75 = np.percentile(ratio, [25, 50, 75])
     return {
@@ -64,9 +70,7 @@ def ssim_psnr(original: np.ndarray, reconstructed: np.ndarray) -> dict[str, floa
     }
 
 
-def reconstruction_metrics(
-    original: np.ndarray, reconstructed: np.ndarray, threshold: float = 0.0
-) -> dict[str, Any]:
+def reconstruction_metrics(original: np.ndarray, reconstructed: np.ndarray, threshold: float = 0.0) -> dict[str, Any]:
     """All reconstruction metrics of ``(N, H, W, 3)`` GeV images; a nested JSON-able dict.
 
     ``threshold`` (GeV) is the pixel value above which a pixel counts as occupied.

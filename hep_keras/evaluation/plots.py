@@ -60,8 +60,11 @@ def plot_event_comparison(
             diff = b - a
             lim = float(np.abs(diff).max()) or 1.0
             im = axes[row, 2].imshow(
-                diff, norm=SymLogNorm(linthresh=max(vmin, lim * 1e-4), vmin=-lim, vmax=lim), cmap="RdBu_r",
-                extent=extent, origin="lower",
+                diff,
+                norm=SymLogNorm(linthresh=max(vmin, lim * 1e-4), vmin=-lim, vmax=lim),
+                cmap="RdBu_r",
+                extent=extent,
+                origin="lower",
             )
             axes[row, 2].set_title(f"{ROW_TITLES[row]} difference", fontsize=9)
             fig.colorbar(im, ax=axes[row, 2], label="GeV / pixel", shrink=0.8)
@@ -76,8 +79,12 @@ def plot_event_comparison(
     return paths
 
 
-def plot_mean_images(original: np.ndarray, reconstructed: np.ndarray, path: str | Path,
-                     titles: Sequence[str] = ("original", "reconstruction")) -> Path:
+def plot_mean_images(
+    original: np.ndarray,
+    reconstructed: np.ndarray,
+    path: str | Path,
+    titles: Sequence[str] = ("original", "reconstruction"),
+) -> Path:
     """Average image over events per channel, original vs reconstruction (log colour scale, GeV)."""
     path = Path(path)
     mean_o, mean_r = original.mean(axis=0), reconstructed.mean(axis=0)
@@ -123,7 +130,7 @@ def plot_observable_histograms(
         title = key if not distances or key not in distances else f"{key}  W1={distances[key]:.3g}"
         ax.set_title(title, fontsize=9)
         ax.legend(fontsize=8)
-    for ax in np.ravel(axes)[len(keys):]:
+    for ax in np.ravel(axes)[len(keys) :]:
         ax.axis("off")
     fig.savefig(path, dpi=80)
     plt.close(fig)

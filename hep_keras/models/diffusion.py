@@ -450,9 +450,7 @@ class JetDiffusion(keras.Model):
         shape = ops.stack([ops.cast(n, "int32"), self.padded_size, self.padded_size, self.channels])
         return _stateless_normal(shape, seed, -1)
 
-    def sample(
-        self, labels, steps: int = 25, eta: float = 0.0, guidance: float = 1.0, seed: int = 0, noise=None
-    ):
+    def sample(self, labels, steps: int = 25, eta: float = 0.0, guidance: float = 1.0, seed: int = 0, noise=None):
         """Generate ``len(labels)`` events in GeV ``(N, S, S, C)``.
 
         Args:
@@ -474,9 +472,7 @@ class JetDiffusion(keras.Model):
         labels = self._labels_or_null(labels, x)
         return self.integrate(x, labels, 0.0, t_end, steps, clip=False)
 
-    def reconstruct(
-        self, images, steps: int = 50, strength: float = 1.0, mode: str = "inversion", labels=None, seed=0
-    ):
+    def reconstruct(self, images, steps: int = 50, strength: float = 1.0, mode: str = "inversion", labels=None, seed=0):
         """Reconstruct GeV images ``(N, S, S, C)`` → GeV ``(N, S, S, C)``.
 
         ``mode="inversion"``: deterministic DDIM inversion up to ``t = strength`` and back (``steps`` each way

@@ -119,9 +119,13 @@ class JetImageVAE(keras.Model):
         self.z_log_var_dense = (
             keras.layers.Dense(self.latent_dim, dtype="float32", name="z_log_var") if self.variational else None
         )
-        self.decoder_dense = keras.layers.Dense(bottom * bottom * self.widths[-1], activation=activation, name="dec_dense")
+        self.decoder_dense = keras.layers.Dense(
+            bottom * bottom * self.widths[-1], activation=activation, name="dec_dense"
+        )
         self.reshape = keras.layers.Reshape((bottom, bottom, self.widths[-1]), name="dec_reshape")
-        self.decoder = conv_decoder((bottom, bottom, self.widths[-1]), self.widths, self.channels, activation, "decoder")
+        self.decoder = conv_decoder(
+            (bottom, bottom, self.widths[-1]), self.widths, self.channels, activation, "decoder"
+        )
         self.seed_generator = keras.random.SeedGenerator(seed)
         eta, phi = pixel_coordinates(self.image_size, self.image_size)
         self._kinematic_maps = np.stack([np.cosh(eta), np.cos(phi), np.sin(phi), np.sinh(eta)]).astype("float32")
@@ -221,8 +225,9 @@ class JetImageVAE(keras.Model):
 
         Pixels under the thresholds are zeroed (the gradient is that of ``sigmoid((x - t) / (0.2 t))``, a
         straight-through estimator; a channel where no pixel survives uses the sigmoid mask itself) and each
-        channel rescaled back to ``totals`` (N, C), so the mass term sees the image that :meth:`decode` returns. Without it the decoder learns to put the jet's spread into a
-        sub-threshold halo that the suppression then removes (image-mass response 0.2; a plain sigmoid mask: 0.77).
+        channel rescaled back to ``totals`` (N, C), so the mass term sees the image that :meth:`decode` returns.
+        Without it the decoder learns to put the jet's spread into a sub-threshold halo that the suppression
+        then removes (image-mass response 0.2; a plain sigmoid mask: 0.77).
         """
         if self.zero_thresholds is None:
             return images

@@ -67,6 +67,10 @@ def image_file_info(info) -> dict[str, Any]:
         "n_events": info.n_events,
         "image_shape": list(info.image_shape),
         "dtype": info.dtype,
-        "schema": {"X_jets": "(N,H,W,3) float GeV: Tracks, ECAL, HCAL", "m0": "(N,) GeV", "pt": "(N,) GeV",
-                   "y": "(N,) 0 quark / 1 gluon"},
+        "schema": {
+            "X_jets": "(N,H,W,3) float GeV: Tracks, ECAL, HCAL",
+            "m0": "(N,) GeV",
+            "pt": "(N,) GeV",
+            "y": "(N,) 0 quark / 1 gluon",
+        },
     }

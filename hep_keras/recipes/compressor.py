@@ -100,8 +100,13 @@ def load_data(config: dict[str, Any]) -> DataBundle:
     from hep_keras.data.schema import fingerprint
 
     path = data_path(config)
-    table = read_jets(path, columns=config["columns"], allow_pickle=config["allow_pickle"],
-                      min_pt=config["min_pt"], max_jets=config["max_events"])
+    table = read_jets(
+        path,
+        columns=config["columns"],
+        allow_pickle=config["allow_pickle"],
+        min_pt=config["min_pt"],
+        max_jets=config["max_events"],
+    )
     jets = table.four_vectors(np.float32)
     train_idx, val_idx, test_idx = split(len(jets), config["fractions"], config["seed"])
     if len(test_idx) == 0:
@@ -163,8 +168,7 @@ def extra_callbacks(config: dict[str, Any], run_dir: Path) -> list:
 
     if not config["reduce_lr_patience"]:
         return []
-    return [keras.callbacks.ReduceLROnPlateau(MONITOR, factor=0.5, patience=config["reduce_lr_patience"],
-                                              min_lr=1e-6)]
+    return [keras.callbacks.ReduceLROnPlateau(MONITOR, factor=0.5, patience=config["reduce_lr_patience"], min_lr=1e-6)]
 
 
 def reconstruct(model, jets: np.ndarray, latent_dtype: str = "float32", batch_size: int = 65536) -> np.ndarray:
@@ -220,20 +224,29 @@ def export(model, config: dict[str, Any], data: DataBundle, staging_dir: Path) -
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint("encode", model.encode, input_signature=[tf.TensorSpec((None, 4), tf.float32)])
-    archive.add_endpoint("decode", model.decode,
-                         input_signature=[tf.TensorSpec((None, model.latent_dim), tf.float32)])
+    archive.add_endpoint("decode", model.decode, input_signature=[tf.TensorSpec((None, model.latent_dim), tf.float32)])
     archive.write_out(str(Path(staging_dir) / SAVED_MODEL_DIR), verbose=False)
     model.save(str(Path(staging_dir) / KERAS_FILE))
     return {
         "endpoints": {
-            "encode": {"input": "(N, 4) float32 pt [GeV], eta, phi [rad], m [GeV]", "output": "(N, 3) float32"},
-            "decode": {"input": f"(N, {model.latent_dim}) float32", "output": "(N, 4) float32 pt, eta, phi, m"},
+            "encode": {
+                "input": "(N, 4) float32 pt [GeV], eta, phi [rad], m [GeV]",
+                "output": "(N, 3) float32",
+            },
+            "decode": {
+                "input": f"(N, {model.latent_dim}) float32",
+                "output": "(N, 4) float32 pt, eta, phi, m",
+            },
         },
         "variables": list(VARIABLES),
         "units": {"pt": "GeV", "eta": "", "phi": "rad", "m": "GeV"},
         "latent_dim": model.latent_dim,
         "latent_dtype": data.extras.get("latent_dtype", "float32"),
-        "normalization": {"name": model.normalization, "shift": model.shift, "scale": model.scale,
-                          "features": ["log10(pt)", "eta", "phi", f"log10(m + {model.mass_offset})"]},
+        "normalization": {
+            "name": model.normalization,
+            "shift": model.shift,
+            "scale": model.scale,
+            "features": ["log10(pt)", "eta", "phi", f"log10(m + {model.mass_offset})"],
+        },
         "phi": "fed as a number, output wrapped into [-pi, pi); loss on the wrapped difference",
     }

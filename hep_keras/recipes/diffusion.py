@@ -105,13 +105,9 @@ def load_data(config: dict[str, Any]) -> DataBundle:
     height, width = info.image_shape[:2]
     crop = config["crop"] or None
     if crop is not None and crop > min(height, width):
-        raise ConfigError(
-            f"config key 'crop' ({crop}) is larger than the images of {path} ({height}x{width})"
-        )
+        raise ConfigError(f"config key 'crop' ({crop}) is larger than the images of {path} ({height}x{width})")
     if crop is None and height != width:
-        raise ConfigError(
-            f"{path}: images are {height}x{width}; the diffusion model needs square images or a crop"
-        )
+        raise ConfigError(f"{path}: images are {height}x{width}; the diffusion model needs square images or a crop")
     n_events = min(info.n_events, config["max_events"] or info.n_events)
     common = {
         "batch_size": config["batch_size"],
@@ -243,9 +239,7 @@ def evaluate(model, config: dict[str, Any], data: DataBundle, run_dir: Path) -> 
     for value, name in ((0, "quark"), (1, "gluon")):
         mask = labels == value
         if mask.sum() >= 4:
-            per_label[name] = compare_generated(real[mask], generated[mask], seed=config["seed"])[
-                "w1_over_floor"
-            ]
+            per_label[name] = compare_generated(real[mask], generated[mask], seed=config["seed"])["w1_over_floor"]
 
     plot_observable_histograms(
         generation_observables(real),

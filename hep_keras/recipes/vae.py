@@ -38,7 +38,11 @@ def validate(config: dict[str, Any]) -> None:
 
 
 def _split_kwargs(config: dict[str, Any]) -> dict[str, Any]:
-    return {"seed": config["seed"], "fractions": tuple(config["fractions"]), "max_events": config["max_events"]}
+    return {
+        "seed": config["seed"],
+        "fractions": tuple(config["fractions"]),
+        "max_events": config["max_events"],
+    }
 
 
 def load_data(config: dict[str, Any]) -> DataBundle:
@@ -109,7 +113,11 @@ def evaluate(model, config: dict[str, Any], data: DataBundle, run_dir: Path) -> 
         [np.asarray(model.encode_latent(images[i : i + 256])[0]) for i in range(0, len(images), 256)]
     )
     return evaluate_reconstruction(
-        images, reconstructed, Path(run_dir) / "figures", labels=arrays["y"], latent=z_mean,
+        images,
+        reconstructed,
+        Path(run_dir) / "figures",
+        labels=arrays["y"],
+        latent=z_mean,
         figure_events=config["figure_events"],
     )
 
@@ -131,7 +139,10 @@ def export(model, config: dict[str, Any], data: DataBundle, staging_dir: Path) -
         "image_shape": [h, w, c],
         "latent_dim": model.latent_dim,
         "code_layout": [f"z[{i}]" for i in range(model.latent_dim)]
-        + [f"log1p(E_{name} / {scale:.4g} GeV)" for name, scale in zip(("tracks", "ecal", "hcal"), model.energy_scales, strict=False)]
+        + [
+            f"log1p(E_{name} / {scale:.4g} GeV)"
+            for name, scale in zip(("tracks", "ecal", "hcal"), model.energy_scales, strict=False)
+        ]
         + [f"log1p(m_image / {model.mass_scale:.4g} GeV)"],
         "normalization": {"type": "ChannelLogScale", **data.extras["normalization"]},
     }
