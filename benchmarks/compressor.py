@@ -53,8 +53,9 @@ print(best)
 
 def train(train_path: str, work: Path, sets: list[str]) -> Path:
     """``fit compressor`` on ``train_path`` (90 % train / 10 % val) unless ``work/export`` exists."""
-    from hep_keras.fit import build_parser, config_from_args, fit_model
-    from hep_keras.recipes import get_recipe
+    from hep_keras.commands.fit import build_parser, config_from_args
+    from hep_keras.training.loop import fit_model
+    from hep_keras.training.recipes import get_recipe
 
     export = work / "export"
     if export.exists():

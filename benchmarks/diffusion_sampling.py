@@ -46,9 +46,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
 
+    from hep_keras.commands.generate import load_diffusion_export
     from hep_keras.evaluation.generation import compare_generated
     from hep_keras.evaluation.two_sample import classifier_two_sample_test, high_level_features
-    from hep_keras.generate import load_diffusion_export
     from hep_keras.models.diffusion import sample_in_batches
 
     loaded, metadata = load_diffusion_export(Path(args.export))

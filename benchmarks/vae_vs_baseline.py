@@ -12,7 +12,7 @@ until ``--budget-seconds`` of wall clock have passed since ``on_train_begin`` (t
 then reconstruct the first ``--test-events`` events of the test split; metrics are
 :func:`hep_keras.evaluation.metrics.reconstruction_metrics` on 125×125×3 GeV images.
 
-* **ours**: :class:`~hep_keras.models.JetImageVAE` built by ``hep_keras.recipes.vae`` (``load_data`` +
+* **ours**: :class:`~hep_keras.models.JetImageVAE` built by ``hep_keras.training.recipes.vae`` (``load_data`` +
   ``build_model``) with the recipe's default config (``batch_size`` 32, Adam 1e-3, ``jit_compile="auto"``);
   reconstruction = ``model.predict`` (latent mean), GeV in and out.
 * **reference**: the notebook architecture. Input ``x`` (GeV, 125×125×3) → ``r = tf.image.resize(x, (128, 128))``
@@ -210,9 +210,8 @@ def matmul_flops_per_s(n: int, reps: int) -> float:
 # ------------------------------------------------------------------------------------------------- models
 def recipe_config(data: Path, events_limit: int | None) -> dict[str, Any]:
     """The ``fit vae`` recipe's default config (common defaults + recipe defaults) for this data file."""
-    from hep_keras.config import check_common, resolve_config
-    from hep_keras.fit import recipe_defaults
-    from hep_keras.recipes import vae
+    from hep_keras.training.config import check_common, resolve_config
+    from hep_keras.training.recipes import recipe_defaults, vae
 
     config = resolve_config(recipe_defaults(vae), ("benchmark", {"data": str(data), "max_events": events_limit}))
     check_common(config)
@@ -371,7 +370,7 @@ def resolve_data(text: str) -> Path:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Train both models with the same budget, evaluate both; every number in one dict."""
     from hep_keras.data import inspect_jet_file
-    from hep_keras.recipes import vae
+    from hep_keras.training.recipes import vae
 
     path = resolve_data(args.data)
     config = recipe_config(path, args.events_limit)

@@ -2,7 +2,7 @@
 
 Every problem a user can cause (bad file, bad config, unwritable directory, ...) raises a subclass of
 :class:`HepKerasError` whose message is one line naming the file or option and the problem. The CLIs turn it
-into ``error: <message>`` on stderr and exit status 2 (see :func:`hep_keras.cli.run`).
+into ``error: <message>`` on stderr and exit status 2 (see :func:`hep_keras.commands.run`).
 """
 
 

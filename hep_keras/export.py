@@ -11,13 +11,12 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from hep_keras.errors import DataError, OutputError
+from hep_keras.io import atomic_directory
 
 METADATA_FILE = "metadata.json"
 SAVED_MODEL_DIR = "saved_model"
@@ -60,8 +59,7 @@ def write_atomically(
     """
     out_dir = Path(out_dir)
     check_export_target(out_dir, overwrite)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
-    try:
+    with atomic_directory(out_dir) as staging:
         extra = writer(staging) or {}
         meta = {
             **metadata,
@@ -70,16 +68,6 @@ def write_atomically(
             "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         }
         (staging / METADATA_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n")
-        if out_dir.exists():
-            old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
-            out_dir.rename(old)
-            staging.rename(out_dir)
-            shutil.rmtree(old)
-        else:
-            staging.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return out_dir
 
 

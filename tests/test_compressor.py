@@ -44,12 +44,12 @@ def write_table(path: Path, table: JetTable) -> Path:
 @pytest.fixture(scope="module")
 def fitted(tmp_path_factory):
     """``fit compressor`` end to end on 3000 toy jets: (run dir, export dir, data file)."""
-    from hep_keras.fit import fit_model
+    from hep_keras.training.loop import fit_model
 
     root = tmp_path_factory.mktemp("fit")
     data = write_table(root / "jets.h5", toy_table(3000))
-    from hep_keras.fit import build_parser, config_from_args
-    from hep_keras.recipes import get_recipe
+    from hep_keras.commands.fit import build_parser, config_from_args
+    from hep_keras.training.recipes import get_recipe
 
     args = build_parser().parse_args(
         [
@@ -130,7 +130,6 @@ def test_fit_artefacts_and_quality(fitted):
     metrics = json.loads((run / "metrics.json").read_text())["residuals"]
     # a tiny model after 4 epochs: loose, but far better than untrained (std ~ 1)
     assert metrics["pt"]["std"] < 0.3 and metrics["eta"]["rms"] < 0.6
-    assert metrics["pt"]["w1"] >= 0
 
 
 def test_saved_model_matches_keras(fitted):
@@ -174,7 +173,7 @@ def run_cli(*args):
 
 
 def test_compress_decompress_cli(fitted, tmp_path):
-    from hep_keras.decompress import main as decompress_main
+    from hep_keras.commands.decompress import main as decompress_main
 
     _, export, data = fitted
     out = tmp_path / "c.h5"

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from hep_keras.config import COMMON_DEFAULTS, check_common, load_config_file, parse_value, resolve_config
 from hep_keras.errors import ConfigError
+from hep_keras.training.config import COMMON_DEFAULTS, check_common, load_config_file, parse_value, resolve_config
 
 
 def test_layers_override_in_order_and_none_means_not_given():

@@ -11,7 +11,7 @@ import h5py
 import numpy as np
 import pytest
 
-from hep_keras.fit import main as fit_main
+from hep_keras.commands.fit import main as fit_main
 
 TINY = [
     "--set",

@@ -16,7 +16,6 @@ from hep_keras.data.jets import (
     parse_columns,
     ptetaphim_from_cartesian,
     read_jets,
-    wrap_phi,
 )
 from hep_keras.errors import DataError
 
@@ -62,10 +61,6 @@ def test_round_trip_conversions():
     for key, values in zip(("pt", "eta", "phi", "m"), back, strict=True):
         np.testing.assert_allclose(values, jets[key], rtol=1e-7, atol=1e-9, err_msg=key)
     np.testing.assert_allclose(mass_from_ptetae(jets["pt"], jets["eta"], jets["E"]), jets["m"], rtol=1e-6)
-
-
-def test_wrap_phi_at_pi():
-    np.testing.assert_allclose(wrap_phi([np.pi, -np.pi, 3 * np.pi, 0.5 - 2 * np.pi]), [np.pi, np.pi, np.pi, 0.5])
 
 
 # --- readers ----------------------------------------------------------------------------------------------------

@@ -232,8 +232,8 @@ def test_bad_config_is_one_line_config_error(kwargs, option):
 def test_cli_subprocess_bad_args_exit_2_with_one_line(tmp_path):
     script = (
         "import sys\n"
-        "from hep_keras.cli import run\n"
-        "from hep_keras.simulate import main\n"
+        "from hep_keras.commands import run\n"
+        "from hep_keras.commands.simulate import main\n"
         "assert 'tensorflow' not in sys.modules, 'simulator imported tensorflow'\n"
         "run(main)\n"
     )
@@ -251,8 +251,8 @@ def test_cli_subprocess_bad_args_exit_2_with_one_line(tmp_path):
 
 
 def test_cli_main_in_process(tmp_path, capsys):
-    from hep_keras.cli import run
-    from hep_keras.simulate import main
+    from hep_keras.commands import run
+    from hep_keras.commands.simulate import main
 
     out = tmp_path / "exists.h5"
     out.touch()

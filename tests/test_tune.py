@@ -4,9 +4,9 @@ import json
 
 import pytest
 
+from hep_keras.commands.fit import main as fit_main
+from hep_keras.commands.tune import main as tune_main
 from hep_keras.errors import ConfigError
-from hep_keras.fit import main as fit_main
-from hep_keras.tune import main as tune_main
 
 
 def test_random_search_writes_usable_best_config(tmp_path, make_jet_file):

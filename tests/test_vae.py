@@ -49,7 +49,7 @@ def test_fit_image_normalization_on_known_values():
     assert fitted["zero_thresholds"][0] == pytest.approx(1.0, abs=0.01)
     assert fitted["norms"][2] == pytest.approx(np.log1p(1.0))
     assert fitted["energy_scales"] == pytest.approx([3.0, 8.0, 2.0])
-    from hep_keras.evaluation.observables import image_observables
+    from hep_keras.physics import image_observables
 
     assert fitted["mass_scale"] == pytest.approx(image_observables(images)["mass"].mean())
     assert fit_image_normalization([np.zeros((2, 4, 4, 3), np.float32)])["mass_scale"] == 1.0  # blank: 1 GeV
@@ -76,7 +76,7 @@ def test_reconstruction_keeps_channel_energies_and_respects_thresholds():
 
 
 def test_physics_summary_matches_numpy_observables_and_inverts():
-    from hep_keras.evaluation.observables import image_observables
+    from hep_keras.physics import image_observables
 
     model = tiny(mass_scale=10.0)
     x = sparse_images(6)
@@ -87,7 +87,8 @@ def test_physics_summary_matches_numpy_observables_and_inverts():
     code = model.encode(x)
     np.testing.assert_allclose(code[:, 4:], summary, rtol=1e-6)
     losses = model.compute_losses(x)
-    assert all(float(losses[k]) >= 0 for k in ("shape_loss", "mass_loss", "kl_loss"))
+    total = losses["shape_loss"] + model.mass_weight * losses["mass_loss"] + model.kl_weight() * losses["kl_loss"]
+    assert float(losses["loss"]) == pytest.approx(float(total), rel=1e-6)
 
 
 def test_train_step_reduces_loss_and_trackers_reset_each_epoch():
@@ -116,13 +117,17 @@ def test_kl_warmup_ramps_linearly():
     assert float(model.kl_weight()) == pytest.approx(2.0)
 
 
-def test_ae_is_deterministic_and_has_no_kl():
-    model = tiny(JetImageAE)
-    assert not model.variational
-    assert [m.name for m in model.metrics] == ["loss", "shape_loss", "mass_loss"]
-    assert "beta" not in model.get_config()
+def test_ae_is_deterministic_in_training_where_the_vae_samples():
     x = sparse_images(4)
-    np.testing.assert_array_equal(model(x), model(x))
+    ae, vae = tiny(JetImageAE), tiny(JetImageVAE)
+    assert not ae.variational and vae.variational
+    assert [m.name for m in ae.metrics] == ["loss", "shape_loss", "mass_loss"]
+    assert "beta" not in ae.get_config()
+    # the training-mode loss draws a latent sample in the VAE only
+    ae_losses = [float(ae.compute_losses(x, training=True)["shape_loss"]) for _ in range(2)]
+    vae_losses = [float(vae.compute_losses(x, training=True)["shape_loss"]) for _ in range(2)]
+    assert ae_losses[0] == ae_losses[1]
+    assert vae_losses[0] != vae_losses[1]
 
 
 @pytest.mark.parametrize("cls", [JetImageVAE, JetImageAE])

@@ -13,7 +13,8 @@ TensorFlow is imported only when :func:`jet_images` or :func:`data_errors` is ca
 """
 
 from hep_keras.data.images import SPLITS, data_errors, jet_images, read_events, split_indices
-from hep_keras.data.schema import CHANNELS, REQUIRED_KEYS, JetFileInfo, inspect_jet_file
+from hep_keras.data.schema import REQUIRED_KEYS, JetFileInfo, inspect_jet_file
+from hep_keras.physics import CHANNELS
 
 __all__ = [
     "CHANNELS",

@@ -35,8 +35,9 @@ from typing import Any
 
 import numpy as np
 
-from hep_keras.data.jets import UNITS, VARIABLES, JetTable, energy_from_ptetam, wrap_phi
+from hep_keras.data.jets import UNITS, VARIABLES, JetTable, energy_from_ptetam
 from hep_keras.errors import DataError, OutputError
+from hep_keras.physics import wrap_phi
 
 FORMAT = "hep_keras.compressed_jets/1"
 SAFETY = 0.9

@@ -57,6 +57,7 @@ from typing import Any
 import numpy as np
 
 from hep_keras.errors import DataError
+from hep_keras.physics import wrap_phi
 
 #: the four numbers a jet is compressed to/from, in this order
 VARIABLES = ("pt", "eta", "phi", "m")
@@ -132,13 +133,6 @@ class JetTable:
 
 # --------------------------------------------------------------------------------------------------------------
 # 4-vector conversions
-
-
-def wrap_phi(phi: np.ndarray) -> np.ndarray:
-    """Map angles [rad] into (-pi, pi]."""
-    phi = np.asarray(phi, dtype=np.float64)
-    wrapped = np.mod(phi + np.pi, 2 * np.pi) - np.pi
-    return np.where(wrapped == -np.pi, np.pi, wrapped)
 
 
 def ptetaphim_from_cartesian(px, py, pz, E) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

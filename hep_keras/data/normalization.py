@@ -17,7 +17,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from hep_keras.evaluation.observables import image_jet_kinematics
+from hep_keras.physics import image_jet_kinematics
 
 
 @keras.saving.register_keras_serializable(package="hep_keras")

@@ -24,6 +24,7 @@ import h5py
 
 from hep_keras.data.schema import IMAGE_KEY, JetFileInfo, block_events, inspect_jet_file, open_jet_file
 from hep_keras.errors import ConfigError, OutputError
+from hep_keras.io import atomic_file, check_output_file
 
 COMPRESSIONS = ("gzip", "lzf", "none")
 COPY_BLOCK_EVENTS = 256
@@ -59,9 +60,8 @@ def prepare(
     src, dst = Path(src), Path(dst)
     filters = _filters(chunk_events, compression, gzip_level, shuffle)
     info = inspect_jet_file(src)
-    _check_destination(src, dst, overwrite)
-    tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
-    try:
+    check_output_file(dst, overwrite)
+    with atomic_file(dst) as tmp:
         with open_jet_file(src, cache_bytes=_cache_bytes(src)) as source:
             try:
                 target = h5py.File(tmp, "w")
@@ -72,10 +72,6 @@ def prepare(
                 per_event = _create_per_event(source, target, info.n_events, chunk_events, filters)
                 _copy_others(source, target, per_event)
                 _copy_blocks(source, target, per_event, info.n_events, _copy_block(source, chunk_events), progress)
-        os.replace(tmp, dst)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return inspect_jet_file(dst)
 
 
@@ -94,17 +90,6 @@ def _filters(chunk_events: int, compression: str, gzip_level: int, shuffle: bool
     if compression == "gzip":
         filters["compression_opts"] = int(gzip_level)
     return filters
-
-
-def _check_destination(src: Path, dst: Path, overwrite: bool) -> None:
-    if dst.exists() and not overwrite:
-        raise OutputError(f"{dst}: already exists (pass --overwrite to replace it)")
-    if dst.is_dir():
-        raise OutputError(f"{dst}: is a directory")
-    if not dst.parent.is_dir():
-        raise OutputError(f"{dst}: directory {dst.parent} does not exist")
-    if not os.access(dst.parent, os.W_OK):
-        raise OutputError(f"{dst}: directory {dst.parent} is not writable")
 
 
 def _cache_bytes(src: Path) -> int:

@@ -30,11 +30,11 @@ import h5py
 import numpy as np
 
 from hep_keras.errors import DataError
+from hep_keras.physics import CHANNELS
 
 IMAGE_KEY = "X_jets"
 SCALAR_KEYS = ("m0", "pt", "y")
 REQUIRED_KEYS = (IMAGE_KEY, *SCALAR_KEYS)
-CHANNELS = ("Tracks", "ECAL", "HCAL")
 MIN_IMAGE_SIZE = 8
 CONTIGUOUS_BLOCK_EVENTS = 64
 """Events per read block for files (or datasets) stored contiguously, i.e. without HDF5 chunks."""

@@ -17,8 +17,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from hep_keras.evaluation.metrics import distribution_distances  # noqa: E402
-from hep_keras.evaluation.observables import (  # noqa: E402
-    CHANNEL_TITLES,
+from hep_keras.physics import (  # noqa: E402
+    CHANNELS,
     image_observables,
     pixel_coordinates,
     radial_profile,
@@ -38,7 +38,7 @@ def girth(images: np.ndarray) -> np.ndarray:
 
 
 def generation_observables(images: np.ndarray) -> dict[str, np.ndarray]:
-    """:func:`~hep_keras.evaluation.observables.image_observables` plus ``girth`` (radial spread), each ``(N,)``."""
+    """:func:`~hep_keras.physics.image_observables` plus ``girth`` (radial spread), each ``(N,)``."""
     obs = image_observables(images)
     obs["girth"] = girth(images)
     return obs
@@ -125,7 +125,7 @@ def plot_event_gallery(real: np.ndarray, generated: np.ndarray, path: str | Path
                 img = images[i, ..., c]
                 vmax = float(img.max()) if img.max() > 0 else 1.0
                 ax.imshow(np.ma.masked_less_equal(img, 0), norm=LogNorm(vmax * 1e-3, vmax), origin="lower")
-                ax.set_title(f"{name} {i} {CHANNEL_TITLES[c]} Σ={img.sum():.1f} GeV", fontsize=8)
+                ax.set_title(f"{name} {i} {CHANNELS[c]} Σ={img.sum():.1f} GeV", fontsize=8)
                 ax.set_xticks([]), ax.set_yticks([])
     fig.savefig(path, dpi=70)
     plt.close(fig)

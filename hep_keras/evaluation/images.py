@@ -8,13 +8,13 @@ from typing import Any
 import numpy as np
 
 from hep_keras.evaluation.metrics import reconstruction_metrics
-from hep_keras.evaluation.observables import image_observables
 from hep_keras.evaluation.plots import (
     plot_event_comparison,
     plot_latent,
     plot_mean_images,
     plot_observable_histograms,
 )
+from hep_keras.physics import image_observables
 
 
 def evaluate_reconstruction(

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import wasserstein_distance
 
-from hep_keras.evaluation.observables import CHANNELS, image_observables
+from hep_keras.physics import CHANNEL_KEYS, image_observables
 
 RESPONSE_OBSERVABLES = ("energy_tracks", "energy_ecal", "energy_hcal", "energy_total", "mass", "pt")
 
@@ -83,7 +83,7 @@ def reconstruction_metrics(original: np.ndarray, reconstructed: np.ndarray, thre
     obs_r = image_observables(reconstructed, threshold)
     diff = reconstructed - original
     occupancy = {}
-    for name in CHANNELS:
+    for name in CHANNEL_KEYS:
         o, r = obs_o[f"occupancy_{name}"], obs_r[f"occupancy_{name}"]
         occupancy[name] = float(r.sum() / max(o.sum(), 1.0))
     return {
@@ -93,7 +93,7 @@ def reconstruction_metrics(original: np.ndarray, reconstructed: np.ndarray, thre
         "pixel": {
             "mse_gev2": float(np.mean(diff**2)),
             "mae_gev": float(np.mean(np.abs(diff))),
-            "mse_gev2_per_channel": {n: float(np.mean(diff[..., c] ** 2)) for c, n in enumerate(CHANNELS)},
+            "mse_gev2_per_channel": {n: float(np.mean(diff[..., c] ** 2)) for c, n in enumerate(CHANNEL_KEYS)},
         },
         "wasserstein1": distribution_distances(obs_o, obs_r),
         "secondary": ssim_psnr(original, reconstructed),

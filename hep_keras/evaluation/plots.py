@@ -17,9 +17,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.colors import LogNorm, SymLogNorm  # noqa: E402
 
-from hep_keras.evaluation.observables import CHANNEL_TITLES, OBSERVABLE_UNITS, PIXEL_SIZE  # noqa: E402
+from hep_keras.physics import CHANNELS, OBSERVABLE_UNITS, PIXEL_SIZE  # noqa: E402
 
-ROW_TITLES = (*CHANNEL_TITLES, "Sum")
+ROW_TITLES = (*CHANNELS, "Sum")
 
 
 def _extent(height: int, width: int) -> list[float]:
@@ -97,7 +97,7 @@ def plot_mean_images(
         norm = LogNorm(vmin=vmax * 1e-4, vmax=vmax)
         for row, (img, name) in enumerate(((a, titles[0]), (b, titles[1]))):
             im = axes[row, c].imshow(np.ma.masked_less_equal(img, 0), norm=norm, extent=extent, origin="lower")
-            axes[row, c].set_title(f"mean {CHANNEL_TITLES[c]} {name}")
+            axes[row, c].set_title(f"mean {CHANNELS[c]} {name}")
         fig.colorbar(im, ax=axes[:, c], label="GeV / pixel", shrink=0.7)
     fig.savefig(path, dpi=80)
     plt.close(fig)

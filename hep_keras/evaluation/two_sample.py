@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from hep_keras.evaluation.observables import image_observables, radial_profile
+from hep_keras.physics import image_observables, radial_profile
 
 #: rings (ΔR edges) whose energy fractions enter the features
 RING_EDGES = (0.0, 0.05, 0.1, 0.2, 0.4)

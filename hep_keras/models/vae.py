@@ -41,8 +41,8 @@ import tensorflow as tf
 from keras import ops
 
 from hep_keras.data.normalization import ChannelLogScale
-from hep_keras.evaluation.observables import pixel_coordinates
 from hep_keras.models.blocks import conv_decoder, conv_encoder, pad_amounts, padded_size
+from hep_keras.physics import pixel_coordinates
 
 _TINY = 1e-12
 
@@ -166,7 +166,7 @@ class JetImageVAE(keras.Model):
     def image_mass(self, calo):
         """Differentiable image jet mass (GeV) of calorimeter images ``(N, S, S)`` in GeV.
 
-        Same definition as :func:`hep_keras.evaluation.observables.image_jet_kinematics`.
+        Same definition as :func:`hep_keras.physics.image_jet_kinematics`.
         """
         maps = ops.convert_to_tensor(self._kinematic_maps)
         e, px, py, pz = (ops.sum(calo * maps[k], axis=(1, 2)) for k in range(4))

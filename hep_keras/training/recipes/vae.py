@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from hep_keras.config import check_positive
 from hep_keras.errors import ConfigError
-from hep_keras.recipes.base import DataBundle, data_path, image_file_info
+from hep_keras.physics import CHANNEL_KEYS
+from hep_keras.training.config import check_positive, check_widths
+from hep_keras.training.recipes.base import DataBundle, data_path, image_file_info, no_callbacks
 
 NAME = "vae"
 MONITOR = "val_loss"
@@ -30,8 +32,7 @@ DEFAULTS: dict[str, Any] = {
 
 def validate(config: dict[str, Any]) -> None:
     check_positive(config, "latent_dim", "norm_fit_events")
-    if not config["widths"] or any(not isinstance(w, int) or w <= 0 for w in config["widths"]):
-        raise ConfigError(f"config key 'widths' must be a non-empty list of positive integers, got {config['widths']}")
+    check_widths(config)
     for key in ("beta", "mass_weight", "kl_warmup_steps", "figure_events"):
         if config.get(key, 0) < 0:
             raise ConfigError(f"config key {key!r} must be >= 0, got {config[key]!r}")
@@ -45,7 +46,18 @@ def _split_kwargs(config: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def load_data(config: dict[str, Any]) -> DataBundle:
+@dataclasses.dataclass
+class ImageData(DataBundle):
+    """Train/val streams of jet images plus the input file and the per-channel normalisation fitted on train."""
+
+    path: Path = None
+    normalization: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+callbacks = no_callbacks
+
+
+def load_data(config: dict[str, Any]) -> ImageData:
     """Validate the file, stream train/val splits, fit the per-channel normalisation on the training split."""
     from hep_keras.data import inspect_jet_file, jet_images
     from hep_keras.data.normalization import fit_image_normalization
@@ -57,10 +69,10 @@ def load_data(config: dict[str, Any]) -> DataBundle:
     val = jet_images(path, "val", config["batch_size"], **kwargs)
     fit_batches = jet_images(path, "train", 256, shuffle=False, **kwargs).as_numpy_iterator()
     normalization = fit_image_normalization(fit_batches, max_events=config["norm_fit_events"])
-    return DataBundle(train, val, image_file_info(info), {"path": path, "normalization": normalization})
+    return ImageData(train, val, image_file_info(info), path=path, normalization=normalization)
 
 
-def build_model(config: dict[str, Any], data: DataBundle, variational: bool = True):
+def build_model(config: dict[str, Any], data: ImageData, variational: bool = True):
     import keras
 
     from hep_keras.models import JetImageAE, JetImageVAE
@@ -76,7 +88,7 @@ def build_model(config: dict[str, Any], data: DataBundle, variational: bool = Tr
         activation=config["activation"],
         mass_weight=config["mass_weight"],
         seed=config["seed"],
-        **data.extras["normalization"],
+        **data.normalization,
     )
     if variational:
         model = JetImageVAE(beta=config["beta"], kl_warmup_steps=config["kl_warmup_steps"], **kwargs)
@@ -89,7 +101,7 @@ def build_model(config: dict[str, Any], data: DataBundle, variational: bool = Tr
     return model
 
 
-def test_events(config: dict[str, Any], data: DataBundle) -> dict[str, np.ndarray]:
+def test_events(config: dict[str, Any], data: ImageData) -> dict[str, np.ndarray]:
     """The first ``eval_events`` events of the test split: ``X_jets`` (GeV), ``y``, ``m0``, ``pt``."""
     from hep_keras.data import read_events, split_indices
 
@@ -97,12 +109,12 @@ def test_events(config: dict[str, Any], data: DataBundle) -> dict[str, np.ndarra
     index = split_indices(n, "test", tuple(config["fractions"]), config["seed"])[: config["eval_events"]]
     if index.size == 0:
         raise ConfigError(f"{data.info['path']}: the test split is empty; use more events or larger test fraction")
-    arrays = read_events(data.extras["path"], index)
+    arrays = read_events(data.path, index)
     arrays["index"] = index
     return arrays
 
 
-def evaluate(model, config: dict[str, Any], data: DataBundle, run_dir: Path) -> dict[str, Any]:
+def evaluate(model, config: dict[str, Any], data: ImageData, run_dir: Path) -> dict[str, Any]:
     """Reconstruct test events; write figures; return the physics metrics."""
     from hep_keras.evaluation.images import evaluate_reconstruction
 
@@ -122,7 +134,7 @@ def evaluate(model, config: dict[str, Any], data: DataBundle, run_dir: Path) -> 
     )
 
 
-def export(model, config: dict[str, Any], data: DataBundle, staging_dir: Path) -> dict[str, Any]:
+def export(model, config: dict[str, Any], data: ImageData, staging_dir: Path) -> dict[str, Any]:
     """SavedModel with encode / decode / reconstruct (GeV in, GeV out) and the ``.keras`` file."""
     from hep_keras.export import KERAS_FILE, SAVED_MODEL_DIR, export_image_autoencoder
 
@@ -139,12 +151,9 @@ def export(model, config: dict[str, Any], data: DataBundle, staging_dir: Path) -
         "image_shape": [h, w, c],
         "latent_dim": model.latent_dim,
         "code_layout": [f"z[{i}]" for i in range(model.latent_dim)]
-        + [
-            f"log1p(E_{name} / {scale:.4g} GeV)"
-            for name, scale in zip(("tracks", "ecal", "hcal"), model.energy_scales, strict=False)
-        ]
+        + [f"log1p(E_{name} / {scale:.4g} GeV)" for name, scale in zip(CHANNEL_KEYS, model.energy_scales, strict=True)]
         + [f"log1p(m_image / {model.mass_scale:.4g} GeV)"],
-        "normalization": {"type": "ChannelLogScale", **data.extras["normalization"]},
+        "normalization": {"type": "ChannelLogScale", **data.normalization},
     }
 
 

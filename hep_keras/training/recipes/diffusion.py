@@ -13,15 +13,17 @@ profile), run the classifier two-sample test, and reconstruct a few real events 
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from hep_keras.config import check_choice, check_positive
 from hep_keras.errors import ConfigError
-from hep_keras.recipes.base import DataBundle, data_path
+from hep_keras.physics import CHANNELS
+from hep_keras.training.config import check_choice, check_positive, check_widths
+from hep_keras.training.recipes.base import DataBundle, data_path, learning_rate_space, no_callbacks
 
 NAME = "diffusion"
 MONITOR = "val_loss"
@@ -68,9 +70,7 @@ def validate(config: dict[str, Any]) -> None:
     check_choice(config, "schedule", ("cosine", "linear"))
     if config["crop"] < 0 or (0 < config["crop"] < 8):
         raise ConfigError(f"config key 'crop' must be 0 (full image) or >= 8 pixels, got {config['crop']}")
-    widths = config["widths"]
-    if not widths or any(not isinstance(w, int) or w <= 0 for w in widths):
-        raise ConfigError(f"config key 'widths' must be a non-empty list of positive integers, got {widths}")
+    check_widths(config)
     if config["embed_dim"] % 2:
         raise ConfigError(f"config key 'embed_dim' must be even, got {config['embed_dim']}")
     for key in ("label_dropout", "eta"):
@@ -95,7 +95,22 @@ def _split(config: dict[str, Any], n_events: int, split: str) -> np.ndarray:
     return split_indices(n_events, split, config["fractions"], config["seed"])
 
 
-def load_data(config: dict[str, Any]) -> DataBundle:
+@dataclasses.dataclass
+class DiffusionData(DataBundle):
+    """Train/val streams of ``(images, labels)`` plus what the model and the evaluation need of the input."""
+
+    path: Path = None
+    n_events: int = 0  # events used (after max_events)
+    crop: int | None = None  # central crop in pixels, None = whole image
+    image_size: int = 0  # side of the (cropped) image the model sees, pixels
+    transform: dict[str, Any] = dataclasses.field(default_factory=dict)  # fitted JetIntensityTransform constants
+
+
+callbacks = no_callbacks
+search_space = learning_rate_space
+
+
+def load_data(config: dict[str, Any]) -> DiffusionData:
     """Streams of ``(images (B, S, S, 3) GeV, labels (B,))`` and the intensity transform fitted on train."""
     from hep_keras.data import inspect_jet_file, jet_images, read_events
     from hep_keras.models.diffusion import fit_intensity_transform
@@ -130,27 +145,22 @@ def load_data(config: dict[str, Any]) -> DataBundle:
         "crop": crop,
         "model_image_size": image_size,
     }
-    extras = {
-        "path": path,
-        "n_events": n_events,
-        "crop": crop,
-        "image_size": image_size,
-        "transform": transform,
-    }
-    return DataBundle(train=train, val=val, info=data_info, extras=extras)
+    return DiffusionData(
+        train, val, data_info, path=path, n_events=n_events, crop=crop, image_size=image_size, transform=transform
+    )
 
 
 # ------------------------------------------------------------------------------------------------ model
-def build_model(config: dict[str, Any], data: DataBundle):
+def build_model(config: dict[str, Any], data: DiffusionData):
     """A built and compiled :class:`~hep_keras.models.diffusion.JetDiffusion`."""
     import keras
 
     from hep_keras.models.diffusion import JetDiffusion
 
     model = JetDiffusion(
-        image_size=data.extras["image_size"],
+        image_size=data.image_size,
         **{key: config[key] for key in MODEL_KEYS},
-        **data.extras["transform"],
+        **data.transform,
         name="jet_diffusion",
     )
     jit = config["jit_compile"] if isinstance(config["jit_compile"], bool) else True  # XLA: -25 % time/step on CPU
@@ -162,14 +172,14 @@ def build_model(config: dict[str, Any], data: DataBundle):
 
 
 # ------------------------------------------------------------------------------------------------ evaluation
-def heldout_events(config: dict[str, Any], data: DataBundle) -> dict[str, np.ndarray]:
+def heldout_events(config: dict[str, Any], data: DiffusionData) -> dict[str, np.ndarray]:
     """Up to ``eval_events`` real events from the validation + test splits (never trained on)."""
     from hep_keras.data import read_events
 
-    n = data.extras["n_events"]
+    n = data.n_events
     idx = np.concatenate([_split(config, n, "val"), _split(config, n, "test")])
     idx = np.sort(np.random.default_rng(config["seed"]).permutation(idx)[: config["eval_events"]])
-    return read_events(data.extras["path"], idx, fields=("X_jets", "y"), crop=data.extras["crop"])
+    return read_events(data.path, idx, fields=("X_jets", "y"), crop=data.crop)
 
 
 def generate_like(model, labels: np.ndarray, config: dict[str, Any], steps: int | None = None):
@@ -214,7 +224,7 @@ def _reconstruction_section(model, real: np.ndarray, config: dict[str, Any], fig
     }
 
 
-def evaluate(model, config: dict[str, Any], data: DataBundle, run_dir: Path) -> dict[str, Any]:
+def evaluate(model, config: dict[str, Any], data: DiffusionData, run_dir: Path) -> dict[str, Any]:
     """Generation quality (W1 vs floor, two-sample AUC, timing) and reconstruction metrics; writes figures."""
     from hep_keras.evaluation.generation import (
         compare_generated,
@@ -270,13 +280,13 @@ def evaluate(model, config: dict[str, Any], data: DataBundle, run_dir: Path) -> 
             "w1_over_floor ~ 1 means as close as a second real sample",
             "two_sample.auc: real-vs-generated classifier on high-level features, held-out half "
             "(0.5 = indistinguishable; published calorimeter diffusion models: 0.54-0.65)",
-            f"model sees the central {data.extras['image_size']}x{data.extras['image_size']} pixels",
+            f"model sees the central {data.image_size}x{data.image_size} pixels",
         ],
     }
 
 
 # ------------------------------------------------------------------------------------------------ export
-def export(model, config: dict[str, Any], data: DataBundle, staging_dir: Path) -> dict[str, Any]:
+def export(model, config: dict[str, Any], data: DiffusionData, staging_dir: Path) -> dict[str, Any]:
     """Write ``model.keras`` and ``saved_model/`` (endpoints below) into ``staging_dir``."""
     import keras
 
@@ -299,13 +309,13 @@ def export(model, config: dict[str, Any], data: DataBundle, staging_dir: Path) -
     ):
         archive.add_endpoint(name, fn)
     archive.write_out(str(staging_dir / "saved_model"), verbose=False)
-    size = data.extras["image_size"]
+    size = data.image_size
     return {
         "image_size": size,
-        "crop": data.extras["crop"],
-        "channels": ["Tracks", "ECAL", "HCAL"],
+        "crop": data.crop,
+        "channels": list(CHANNELS),
         "labels": {"quark": 0, "gluon": 1, "unconditional": 2},
-        "transform": data.extras["transform"],
+        "transform": data.transform,
         "reconstruct_args": ["images", "steps"],
         "endpoints": {
             "sample": "sample(n: int32, label: int32 (0 quark, 1 gluon, 2 unconditional), steps: int32, "

@@ -1,8 +1,8 @@
-"""Physics observables of jet images.
+"""The physics vocabulary every layer shares: the pixel grid, the channels, jet kinematics and observables.
 
 Images are ``(N, H, W, 3)`` arrays in GeV per pixel with channels (Tracks, ECAL, HCAL), centred on the jet
 axis, pixels of ``PIXEL_SIZE`` in η and φ (one ECAL crystal). Every function here takes numpy arrays, never
-models or files.
+models or files. This module is the ground floor of the package: it imports nothing of hep_keras.
 """
 
 from __future__ import annotations
@@ -11,8 +11,10 @@ import numpy as np
 
 #: Δη = Δφ of one pixel (one CMS ECAL barrel crystal)
 PIXEL_SIZE = 0.0174
-CHANNELS = ("tracks", "ecal", "hcal")
-CHANNEL_TITLES = ("Tracks", "ECAL", "HCAL")
+#: channel names of ``X_jets[..., c]``, as in the CMS dataset
+CHANNELS = ("Tracks", "ECAL", "HCAL")
+#: the same in lower case, for keys such as ``energy_ecal``
+CHANNEL_KEYS = tuple(name.lower() for name in CHANNELS)
 
 OBSERVABLE_UNITS = {
     "energy_tracks": "GeV",
@@ -25,6 +27,13 @@ OBSERVABLE_UNITS = {
     "occupancy_ecal": "pixels",
     "occupancy_hcal": "pixels",
 }
+
+
+def wrap_phi(phi: np.ndarray) -> np.ndarray:
+    """Map angles or angle differences [rad] into (-π, π] (float64 array of the same shape)."""
+    phi = np.asarray(phi, dtype=np.float64)
+    wrapped = np.mod(phi + np.pi, 2 * np.pi) - np.pi
+    return np.where(wrapped == -np.pi, np.pi, wrapped)
 
 
 def pixel_coordinates(height: int, width: int, pixel_size: float = PIXEL_SIZE) -> tuple[np.ndarray, np.ndarray]:
@@ -65,12 +74,12 @@ def image_observables(images: np.ndarray, threshold: float = 0.0) -> dict[str, n
         raise ValueError(f"expected images of shape (N, H, W, 3), got {images.shape}")
     out: dict[str, np.ndarray] = {}
     sums = images.sum(axis=(1, 2), dtype=np.float64)
-    for c, name in enumerate(CHANNELS):
+    for c, name in enumerate(CHANNEL_KEYS):
         out[f"energy_{name}"] = sums[:, c]
     out["energy_total"] = sums[:, 1] + sums[:, 2]
     out["pt"], out["mass"] = image_jet_kinematics(images[..., 1] + images[..., 2])
     counts = (images > threshold).sum(axis=(1, 2))
-    for c, name in enumerate(CHANNELS):
+    for c, name in enumerate(CHANNEL_KEYS):
         out[f"occupancy_{name}"] = counts[:, c].astype(np.float64)
     return out
 

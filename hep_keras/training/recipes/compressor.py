@@ -8,14 +8,15 @@ N, 3 float32) and ``decode`` (N, 3 → N, 4 physical), used by ``python -m hep_k
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from hep_keras.config import check_choice, check_positive
 from hep_keras.errors import ConfigError
-from hep_keras.recipes.base import DataBundle
+from hep_keras.training.config import check_choice, check_positive, check_widths
+from hep_keras.training.recipes.base import DataBundle, data_path, learning_rate_space
 
 NAME = "compressor"
 MONITOR = "val_loss"
@@ -48,22 +49,12 @@ def validate(config: dict[str, Any]) -> None:
 
     check_choice(config, "normalization", NORMALIZATIONS)
     check_positive(config, "latent_dim", "mass_offset", allow_none=False)
-    if not config["widths"] or any(not isinstance(w, int) or w <= 0 for w in config["widths"]):
-        raise ConfigError(f"config key 'widths' must be a non-empty list of positive integers, got {config['widths']}")
+    check_widths(config)
     weights = config["loss_weights"]
     if len(weights) != 4 or any(not isinstance(w, int | float) or w < 0 for w in weights) or sum(weights) <= 0:
         raise ConfigError(f"config key 'loss_weights' must be 4 non-negative numbers (pt, eta, phi, m), got {weights}")
     if config["min_pt"] is not None and not isinstance(config["min_pt"], int | float):
         raise ConfigError(f"config key 'min_pt' must be a number of GeV, got {config['min_pt']!r}")
-
-
-def data_path(config: dict[str, Any]) -> str:
-    """``config["data"]`` or the shipped sample."""
-    if config["data"]:
-        return str(config["data"])
-    from hep_keras.data.sample import SAMPLE_PATH
-
-    return str(SAMPLE_PATH)
 
 
 def split(n: int, fractions: list[float], seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -92,14 +83,28 @@ def symmetry_augment(batch):
     return tf.stack([batch[:, 0], batch[:, 1] * sign, phi, batch[:, 3]], axis=1)
 
 
-def load_data(config: dict[str, Any]) -> DataBundle:
+@dataclasses.dataclass
+class JetData(DataBundle):
+    """Train/val streams of ``(batch, 4)`` jets plus the whole table and the split indices."""
+
+    jets: np.ndarray = None  # (N, 4) float32 physical (pt GeV, eta, phi rad, m GeV)
+    train_idx: np.ndarray = None
+    test_idx: np.ndarray = None
+    event: np.ndarray = None  # (N,) event number of each jet
+    latent_dtype: str = "float32"  # chosen by evaluate(): float16 when it costs no precision
+
+
+search_space = learning_rate_space
+
+
+def load_data(config: dict[str, Any]) -> JetData:
     """Read the jet table, split it and build ``tf.data`` pipelines of ``(batch, 4)`` float32 physical jets."""
     import tensorflow as tf
 
     from hep_keras.data.jets import read_jets, split_tree
     from hep_keras.data.schema import fingerprint
 
-    path = data_path(config)
+    path = str(data_path(config))
     table = read_jets(
         path,
         columns=config["columns"],
@@ -136,17 +141,24 @@ def load_data(config: dict[str, Any]) -> DataBundle:
         "units": {"pt": "GeV", "eta": "", "phi": "rad", "m": "GeV"},
         "source": table.source,
     }
-    extras = {"jets": jets, "train_idx": train_idx, "test_idx": test_idx, "event": table.event}
-    return DataBundle(pipeline(train_idx, True), pipeline(val_idx, False), info, extras)
+    return JetData(
+        pipeline(train_idx, True),
+        pipeline(val_idx, False),
+        info,
+        jets=jets,
+        train_idx=train_idx,
+        test_idx=test_idx,
+        event=table.event,
+    )
 
 
-def build_model(config: dict[str, Any], data: DataBundle):
+def build_model(config: dict[str, Any], data: JetData):
     """Fit the normalisation on the training jets, build and compile the :class:`JetCompressor`."""
     import keras
 
     from hep_keras.models.compressor import JetCompressor, normalization_constants
 
-    train = data.extras["jets"][data.extras["train_idx"]]
+    train = data.jets[data.train_idx]
     shift, scale = normalization_constants(config["normalization"], train, config["mass_offset"])
     model = JetCompressor(
         widths=config["widths"],
@@ -162,7 +174,7 @@ def build_model(config: dict[str, Any], data: DataBundle):
     return model
 
 
-def extra_callbacks(config: dict[str, Any], run_dir: Path) -> list:
+def callbacks(config: dict[str, Any], run_dir: Path) -> list:
     """ReduceLROnPlateau: the last factor of precision comes from a smaller learning rate."""
     import keras
 
@@ -193,16 +205,16 @@ def latent_precision(model, jets: np.ndarray, min_mass: float) -> dict[str, Any]
     return {**widths, "latent_abs_max": z_max, "recommended": "float16" if ok else "float32"}
 
 
-def evaluate(model, config: dict[str, Any], data: DataBundle, run_dir: Path) -> dict[str, Any]:
+def evaluate(model, config: dict[str, Any], data: JetData, run_dir: Path) -> dict[str, Any]:
     """Residual metrics (relative pT/m, absolute eta/phi), W1 per variable and figures on the test jets."""
     from hep_keras.evaluation.jet_residuals import residual_metrics, write_figures
 
-    jets = data.extras["jets"][data.extras["test_idx"][: config["eval_events"]]].astype(np.float64)
+    jets = data.jets[data.test_idx[: config["eval_events"]]].astype(np.float64)
     restored = reconstruct(model, jets.astype(np.float32))
     metrics = residual_metrics(jets, restored, config["min_mass"])
     write_figures(jets, restored, Path(run_dir) / "figures", config["min_mass"])
     precision = latent_precision(model, jets.astype(np.float32), config["min_mass"])
-    data.extras["latent_dtype"] = precision["recommended"]
+    data.latent_dtype = precision["recommended"]
     return {
         "residuals": metrics,
         "latent_precision": precision,
@@ -214,7 +226,7 @@ def evaluate(model, config: dict[str, Any], data: DataBundle, run_dir: Path) -> 
     }
 
 
-def export(model, config: dict[str, Any], data: DataBundle, staging_dir: Path) -> dict[str, Any]:
+def export(model, config: dict[str, Any], data: JetData, staging_dir: Path) -> dict[str, Any]:
     """SavedModel with ``encode``/``decode`` endpoints + ``model.keras``; metadata for compress/decompress."""
     import keras
     import tensorflow as tf
@@ -241,7 +253,7 @@ def export(model, config: dict[str, Any], data: DataBundle, staging_dir: Path) -
         "variables": list(VARIABLES),
         "units": {"pt": "GeV", "eta": "", "phi": "rad", "m": "GeV"},
         "latent_dim": model.latent_dim,
-        "latent_dtype": data.extras.get("latent_dtype", "float32"),
+        "latent_dtype": data.latent_dtype,
         "normalization": {
             "name": model.normalization,
             "shift": model.shift,

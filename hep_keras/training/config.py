@@ -101,6 +101,13 @@ def check_positive(config: dict[str, Any], *keys: str, allow_none: bool = True) 
             raise ConfigError(f"config key {key!r} must be > 0, got {value!r}")
 
 
+def check_widths(config: dict[str, Any], key: str = "widths") -> None:
+    """Raise ConfigError unless ``config[key]`` is a non-empty list of positive integers (layer widths)."""
+    widths = config[key]
+    if not widths or any(not isinstance(w, int) or isinstance(w, bool) or w <= 0 for w in widths):
+        raise ConfigError(f"config key {key!r} must be a non-empty list of positive integers, got {widths}")
+
+
 def check_choice(config: dict[str, Any], key: str, choices: tuple[Any, ...]) -> None:
     """Raise ConfigError unless ``config[key]`` is one of ``choices``."""
     if config[key] not in choices:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from hep_keras.recipes import vae as _vae
+from hep_keras.training.recipes import vae as _vae
 
 NAME = "ae"
 MONITOR = _vae.MONITOR
 DEFAULTS: dict[str, Any] = {k: v for k, v in _vae.DEFAULTS.items() if k not in ("beta", "kl_warmup_steps")}
 validate = _vae.validate
 load_data = _vae.load_data
+callbacks = _vae.callbacks
 evaluate = _vae.evaluate
 export = _vae.export
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from hep_keras.evaluation.metrics import distribution_distances, reconstruction_metrics, response
-from hep_keras.evaluation.observables import PIXEL_SIZE, image_observables, pixel_coordinates, radial_profile
+from hep_keras.physics import PIXEL_SIZE, image_observables, pixel_coordinates, radial_profile, wrap_phi
 
 
 def _blank(n=1, size=33):
@@ -80,3 +80,7 @@ def test_radial_profile_puts_central_energy_in_first_ring():
     images[0, 16, 16, 1] = 10.0
     edges, profile = radial_profile(images, n_bins=4, max_radius=0.4)
     assert edges[0] == 0 and profile[0, 0] == pytest.approx(1.0) and profile[0, 1:].sum() == 0
+
+
+def test_wrap_phi_at_pi():
+    np.testing.assert_allclose(wrap_phi([np.pi, -np.pi, 3 * np.pi, 0.5 - 2 * np.pi]), [np.pi, np.pi, np.pi, 0.5])

@@ -1,0 +1,83 @@
+"""The fit loop shared by every model: run directory, data, model, Keras ``fit``, evaluation, export.
+
+:func:`fit_model` drives one :class:`~hep_keras.training.recipes.base.Recipe` through a run: run directory,
+data, model (inside the ``tf.distribute`` strategy), Keras ``fit`` with the standard callbacks (resume, NaN
+guard, early stopping, best checkpoint, CSV, TensorBoard), evaluation on the test split (figures,
+``metrics.json``, ``report.md``) and the atomic export. Running it again after the process was killed resumes
+the unfinished run.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from hep_keras.training.recipes import get_recipe
+
+
+def fit_model(
+    name: str,
+    config: dict[str, Any],
+    run_dir: Path,
+    export_dir: Path | None = None,
+    overwrite: bool = False,
+    verbose: int | str = "auto",
+) -> dict[str, Any]:
+    """Train ``name`` with ``config``; write the run directory and the export. Returns the test metrics."""
+    import keras
+
+    from hep_keras.data import data_errors
+    from hep_keras.evaluation.plots import plot_history
+    from hep_keras.evaluation.report import write_metrics
+    from hep_keras.export import check_export_target, write_atomically
+    from hep_keras.training.runs import make_strategy, mark_done, prepare_run_dir, set_precision, standard_callbacks
+
+    recipe = get_recipe(name)
+    run_dir = Path(run_dir)
+    resumed = prepare_run_dir(run_dir, config, overwrite)
+    if export_dir is not None:
+        check_export_target(Path(export_dir), overwrite)
+    if resumed:
+        print(f"resuming the unfinished run in {run_dir}", file=sys.stderr)
+
+    set_precision(config["mixed_precision"])
+    keras.utils.set_random_seed(config["seed"])
+    data = recipe.load_data(config)
+    strategy = make_strategy(config["strategy"])
+    with strategy.scope():
+        model = recipe.build_model(config, data)
+    train = data.train.repeat() if config["steps_per_epoch"] else data.train
+    callbacks = standard_callbacks(run_dir, recipe.MONITOR, config["patience"])
+    callbacks += recipe.callbacks(config, run_dir)
+    with data_errors():
+        model.fit(
+            train,
+            validation_data=data.val,
+            epochs=config["epochs"],
+            steps_per_epoch=config["steps_per_epoch"],
+            callbacks=callbacks,
+            shuffle=False,  # the pipeline shuffles (blocks per epoch + event buffer)
+            verbose=verbose,
+        )
+    best = run_dir / "checkpoints" / "best.weights.h5"
+    if best.exists():
+        model.load_weights(str(best))
+
+    figures = run_dir / "figures"
+    figures.mkdir(exist_ok=True)
+    metrics = recipe.evaluate(model, config, data, run_dir)
+    plot_history(run_dir / "history.csv", figures / "losses.png")
+    write_metrics(run_dir, f"hep_keras {name}", metrics, config, data.info)
+
+    if export_dir is not None:
+        write_atomically(
+            Path(export_dir),
+            lambda staging: recipe.export(model, config, data, staging),
+            {"model": name, "config": config, "data": data.info},
+            overwrite=overwrite,
+        )
+        print(f"exported to {export_dir}", file=sys.stderr)
+    mark_done(run_dir)
+    print(f"run directory: {run_dir}", file=sys.stderr)
+    return metrics

@@ -1,0 +1,108 @@
+"""The recipe contract: what ``python -m hep_keras.fit <model>`` and ``hep_keras.tune`` need to know about a model.
+
+A recipe is a module (one per trainable model, e.g. :mod:`hep_keras.training.recipes.vae`) that satisfies
+:class:`Recipe`. :func:`hep_keras.training.recipes.get_recipe` checks a module against it and names what is
+missing, so a new model fails loudly at import, not halfway through a run.
+
+The fit loop (:func:`hep_keras.training.loop.fit_model`) calls, in order::
+
+    recipe.validate(config)                      # before anything is created on disk
+    data = recipe.load_data(config)              # a DataBundle subclass of the recipe's own
+    model = recipe.build_model(config, data)     # inside the tf.distribute strategy scope; built + compiled
+    model.fit(data.train, validation_data=data.val, callbacks=standard + recipe.callbacks(config, run_dir))
+    metrics = recipe.evaluate(model, config, data, run_dir)      # held-out events; figures in run_dir/figures
+    extra_metadata = recipe.export(model, config, data, staging) # saved_model/ + model.keras, made atomic
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+
+@dataclasses.dataclass
+class DataBundle:
+    """What a recipe's ``load_data`` returns; each recipe subclasses it with its own typed fields.
+
+    Attributes:
+        train: ``tf.data.Dataset`` of training batches (repeat not applied; Keras iterates it per epoch).
+        val: ``tf.data.Dataset`` of validation batches.
+        info: JSON-able description of the input (path, fingerprint, n_events, shapes, ...); goes into
+            ``metadata.json`` of the export and ``report.md``.
+    """
+
+    train: Any
+    val: Any
+    info: dict[str, Any]
+
+
+@runtime_checkable
+class Recipe(Protocol):
+    """The members every recipe module defines (checked by :func:`~hep_keras.training.recipes.get_recipe`).
+
+    Attributes:
+        NAME: the model name on the command line (``"vae"``).
+        DEFAULTS: the recipe's own config keys and defaults, merged over
+            :data:`hep_keras.training.config.COMMON_DEFAULTS` (it may override a common default).
+        MONITOR: the quantity EarlyStopping and the best checkpoint watch (usually ``"val_loss"``).
+    """
+
+    NAME: str
+    DEFAULTS: dict[str, Any]
+    MONITOR: str
+
+    def validate(self, config: dict[str, Any]) -> None:
+        """Raise :class:`~hep_keras.errors.ConfigError` for bad values of the recipe's keys."""
+
+    def load_data(self, config: dict[str, Any]) -> DataBundle:
+        """Open and validate the input (``config["data"]`` or the shipped sample); build the pipelines."""
+
+    def build_model(self, config: dict[str, Any], data: DataBundle) -> Any:
+        """Build (weights created, so ``.keras`` files round-trip) and compile the model."""
+
+    def callbacks(self, config: dict[str, Any], run_dir: Path) -> list:
+        """Keras callbacks of this model beyond the standard ones (resume, NaN guard, early stop, ...)."""
+
+    def evaluate(self, model: Any, config: dict[str, Any], data: DataBundle, run_dir: Path) -> dict[str, Any]:
+        """Metrics on held-out events (JSON-able); figures written into ``run_dir / "figures"``."""
+
+    def export(self, model: Any, config: dict[str, Any], data: DataBundle, staging_dir: Path) -> dict[str, Any]:
+        """Write ``saved_model/`` and ``model.keras`` into ``staging_dir``; return extra metadata."""
+
+    def search_space(self, hp: Any, config: dict[str, Any]) -> dict[str, Any]:
+        """Config overrides drawn from a Keras Tuner ``HyperParameters`` object (``hep_keras.tune``)."""
+
+
+def no_callbacks(config: dict[str, Any], run_dir: Path) -> list:
+    """:meth:`Recipe.callbacks` of a recipe that needs only the standard callbacks."""
+    return []
+
+
+def learning_rate_space(hp, config: dict[str, Any]) -> dict[str, Any]:
+    """:meth:`Recipe.search_space` of a recipe that tunes only the learning rate."""
+    return {"learning_rate": hp.Float("learning_rate", 1e-4, 3e-3, sampling="log")}
+
+
+def data_path(config: dict[str, Any]) -> Path:
+    """The input file of a run: ``config["data"]`` or, when not given, the shipped sample."""
+    from hep_keras.data.sample import SAMPLE_PATH
+
+    return Path(config["data"]) if config.get("data") else SAMPLE_PATH
+
+
+def image_file_info(info) -> dict[str, Any]:
+    """JSON-able description of a :class:`~hep_keras.data.JetFileInfo` for run and export metadata."""
+    return {
+        "path": str(info.path),
+        "fingerprint": info.fingerprint,
+        "n_events": info.n_events,
+        "image_shape": list(info.image_shape),
+        "dtype": info.dtype,
+        "schema": {
+            "X_jets": "(N,H,W,3) float GeV: Tracks, ECAL, HCAL",
+            "m0": "(N,) GeV",
+            "pt": "(N,) GeV",
+            "y": "(N,) 0 quark / 1 gluon",
+        },
+    }
