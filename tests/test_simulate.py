@@ -1,4 +1,4 @@
-"""Tests of the Pythia8 + FastJet jet-image simulator (hep_keras.data.simulate) and its CLI."""
+"""Tests of the Pythia8 + FastJet jet-image simulator (hep_keras.simulation) and its CLI."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import h5py
 import numpy as np
 import pytest
 
-from hep_keras.data import simulate as sim
+from hep_keras import simulation as sim
 from hep_keras.data.sample import SAMPLE_PATH
 from hep_keras.errors import ConfigError, OutputError
 
