@@ -1,6 +1,6 @@
 """Generate a jet 4-vector table for the compressor benchmark (Pythia8 + FastJet, no images).
 
-Same physics as :mod:`hep_keras.data.simulate` (hard QCD at 13 TeV, pTHat 70-400 GeV by default, visible final
+Same physics as :mod:`hep_keras.simulation` (hard QCD at 13 TeV, pTHat 70-400 GeV by default, visible final
 state, anti-kT R = 0.4), but only the jet table: every anti-kT jet with pT > 20 GeV of every generated event,
 written as a ``jets/`` group (``pt eta phi m E event``) that :func:`hep_keras.data.jets.read_jets` reads.
 Skipping the images makes it ~5x faster than the full simulator.
@@ -18,13 +18,8 @@ import time
 import numpy as np
 
 from hep_keras.data.jets import JetTable, write_jets_hdf5
-from hep_keras.data.simulate import (
-    INVISIBLE_PIDS,
-    EventStream,
-    SimulationConfig,
-    _flat_record,
-    _offsets,
-)
+from hep_keras.simulation import INVISIBLE_PIDS, EventStream, SimulationConfig
+from hep_keras.simulation.generator import _flat_record, _offsets
 
 
 def generate(n_events: int, seed: int, block: int = 200) -> JetTable:

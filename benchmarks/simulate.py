@@ -2,7 +2,7 @@
 
     python benchmarks/simulate.py --jets 300 --workers 1 2
 
-For each worker count K it runs the full :func:`hep_keras.data.simulate.simulate` to a temporary file, then
+For each worker count K it runs the full :func:`hep_keras.simulation.simulate` to a temporary file, then
 lets K spawned processes run only Pythia (same settings and seeds, ``nextBatch``) for the same number of
 generated events. Both timings are wall-clock and include process start-up and Pythia initialisation.
 Prints a markdown table: wall-clock events/s (generated Pythia events per second) and CPU seconds per 1000
@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from hep_keras.data.simulate import EventStream, SimulationConfig, simulate
+from hep_keras.simulation import EventStream, SimulationConfig, simulate
 
 
 def _pythia_only(config: SimulationConfig, worker: int, n_events: int) -> int:

@@ -1,4 +1,4 @@
-"""Tests of the Pythia8 + FastJet jet-image simulator (hep_keras.data.simulate) and its CLI."""
+"""Tests of the Pythia8 + FastJet jet-image simulator (hep_keras.simulation) and its CLI."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ import h5py
 import numpy as np
 import pytest
 
-from hep_keras.data import simulate as sim
+from hep_keras import simulation as sim
 from hep_keras.data.sample import SAMPLE_PATH
 from hep_keras.errors import ConfigError, OutputError
+from hep_keras.physics import wrap_phi
 
 pytest.importorskip("pythia8mc")
 pytest.importorskip("fastjet")
@@ -93,7 +94,7 @@ def test_event_image_hcal_towers_equal_smeared_tower_energy():
     # replay the same RNG sequence: track efficiency draws, ECAL cells, then HCAL towers
     replay = np.random.default_rng(7)
     replay.random(n)
-    deta, dphi = particles.eta - 0.1, sim.wrap_phi(particles.phi + 0.05)
+    deta, dphi = particles.eta - 0.1, wrap_phi(particles.phi + 0.05)
     is_em = np.isin(np.abs(particles.pid), [11, 22])
     is_had = np.isin(np.abs(particles.pid), [211, 130, 2112])
     sim.smear_cells(sim.bin_pixels(deta, dphi, np.where(is_em, particles.e, 0)), replay, 0.028, 0.003, 0.04, 0.1)

@@ -5,7 +5,7 @@ Example::
     python -m hep_keras.simulate --events 2000 --out qg.h5 --seed 1 --workers 2
 
 Writes ``X_jets`` (N, 125, 125, 3) GeV per pixel (Tracks, ECAL, HCAL), ``m0``, ``pt``, ``y`` and a ``jets/``
-table; see :mod:`hep_keras.data.simulate` and ``docs/simulation.md``. Never imports TensorFlow.
+table; see :mod:`hep_keras.simulation` and ``docs/simulation.md``. Never imports TensorFlow.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import argparse
 import shlex
 import sys
 
-from hep_keras.data.simulate import SimulationConfig, simulate
+from hep_keras.simulation import SimulationConfig, simulate
 
 
 def build_parser() -> argparse.ArgumentParser:

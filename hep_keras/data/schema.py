@@ -1,6 +1,6 @@
 """Schema check for jet-image HDF5 files.
 
-The schema (CMS quark/gluon open data and the files written by :mod:`hep_keras.data.simulate`):
+The schema (CMS quark/gluon open data and the files written by :mod:`hep_keras.simulation`):
 
 =========  ==================  ==========================================================
 key        shape               meaning
