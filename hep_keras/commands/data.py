@@ -17,7 +17,7 @@ from hep_keras.data.prepare import COMPRESSIONS, prepare
 from hep_keras.data.schema import inspect_jet_file
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m hep_keras.data", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -40,7 +40,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status (errors are raised as HepKerasError, see hep_keras.commands.run)."""
     quiet_tensorflow()
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     if args.command == "inspect":
         print(inspect_jet_file(args.file, check_values=args.check_values).summary())
         return 0
