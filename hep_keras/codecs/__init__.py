@@ -118,6 +118,8 @@ def choose_codec(
         except ConfigError:
             sizes[name] = None
     usable = {k: v for k, v in sizes.items() if v is not None}
+    if not usable:
+        raise ConfigError(f"--codec auto: no codec meets the bound ({bound}) on {source}")
     return min(usable, key=usable.get), sizes
 
 

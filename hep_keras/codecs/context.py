@@ -10,9 +10,9 @@ already knows, with float64 additions and multiplications (bit-identical on ever
   number of phi bins, centred.
 * m: the difference to a linear prediction of ln m from (ln pT, eta^2, |eta|, leading or not), least-squares
   fitted on the file being compressed (4+1 coefficients in the header).
-* eta: as is.
+* eta: as is, in separate streams for leading / second / later jets (leading jets are more central).
 
-Each of these 8 integer streams (pT and phi split into leading / second / later jets) is coded with its own
+Each of these 10 integer streams (pT, eta and phi split into leading / second / later jets) is coded with its own
 fitted histogram and rANS (:mod:`hep_keras.codecs.entropy`). Jets that cannot be represented are exceptions.
 No neural network is involved; the gain over ``quantized`` comes from the entropy model and the context.
 """
@@ -96,7 +96,9 @@ class ContextCodec(Codec):
             codes[lead, 0],
             d_pt[second],
             d_pt[later],
-            codes[:, 1],
+            codes[lead, 1],
+            codes[second, 1],
+            codes[later, 1],
             codes[lead, 2],
             d_phi[second],
             d_phi[later],
@@ -109,13 +111,13 @@ class ContextCodec(Codec):
         quantizer = Quantizer(Bound(**encoded.params["bound"]))
         rank, start = event_structure(event)
         n, k = len(event), quantizer.phi_bins
-        pt0, pt1, pt2, eta, phi0, phi1, phi2, dm = decode_streams(encoded.blobs[0])
+        pt0, pt1, pt2, eta0, eta1, eta2, phi0, phi1, phi2, dm = decode_streams(encoded.blobs[0])
         lead, second, later = rank == 0, rank == 1, rank >= 2
         codes = np.zeros((n, 4), np.int64)
         steps = np.zeros(n, np.int64)
         steps[lead], steps[second], steps[later] = pt0, pt1, pt2
         codes[:, 0] = group_cumsum(steps, start)
-        codes[:, 1] = eta
+        codes[lead, 1], codes[second, 1], codes[later, 1] = eta0, eta1, eta2
         phi = np.zeros(n, np.int64)
         phi[lead] = phi0
         codes[:, 2] = phi  # leading jets first: the others refer to them

@@ -11,8 +11,9 @@ Layout of the bytes returned by :func:`encode_streams`::
 
     u32 len(meta) | zstd(json meta + histogram bytes) | rANS words (uint32, little endian)
 
-The rANS coder (``constriction.stream.stack.AnsCoder``) runs at ~10^8 symbols/s, so coding is never the slow
-part of a codec. Decoding is exact: the same integers come back.
+Values may span up to 2**62 (event numbers); wide fine parts are coded in 16-bit chunks. The rANS coder
+(``constriction.stream.stack.AnsCoder``) runs at ~10^8 symbols/s, so coding is never the slow part of a codec.
+Decoding is exact: the same integers come back.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ import numpy as np
 
 #: largest coarse alphabet a stream may use (the histogram is stored, one byte per bin)
 MAX_ALPHABET = 4096
-#: largest number of fine bits (constriction's uniform model takes sizes < 2**24)
-MAX_FINE_BITS = 23
+#: fine bits are coded in chunks of at most this many bits (constriction's uniform model takes sizes < 2**24)
+CHUNK_BITS = 16
 _HIST_BYTES_PER_BIN = 0.7  # measured: zstd of the 1-byte log counts
 
 
@@ -55,9 +56,12 @@ def _choose_fine_bits(v: np.ndarray) -> int:
         cost = _entropy_bits(counts) + len(v) * k + 8 * _HIST_BYTES_PER_BIN * len(counts)
         if cost < best:
             best, best_k = cost, k
-    if best_k > MAX_FINE_BITS:
-        raise ValueError(f"integer range 2**{top.bit_length()} too wide to entropy-code")
     return best_k
+
+
+def _chunks(k: int) -> list[tuple[int, int]]:
+    """``(shift, width)`` of the uniform chunks of ``k`` fine bits, in decoding order."""
+    return [(j, min(CHUNK_BITS, k - j)) for j in range(0, k, CHUNK_BITS)]
 
 
 def encode_streams(streams: list[np.ndarray]) -> bytes:
@@ -80,14 +84,14 @@ def encode_streams(streams: list[np.ndarray]) -> bytes:
         codes = _approx_counts(np.bincount(coarse))
         meta.append([len(x), lo, k, len(codes)])
         hists.append(codes.tobytes())
-        plans.append((coarse, (v & ((1 << k) - 1)).astype(np.int32), k, codes))
+        plans.append((coarse, v & ((1 << k) - 1), k, codes))
     coder = constriction.stream.stack.AnsCoder()
     for plan in reversed(plans):  # a stack: encode in reverse, decode in order
         if plan is None:
             continue
         coarse, fine, k, codes = plan
-        if k:
-            coder.encode_reverse(fine, model_ns.Uniform(1 << k))
+        for shift, width in reversed(_chunks(k)):
+            coder.encode_reverse(((fine >> shift) & ((1 << width) - 1)).astype(np.int32), model_ns.Uniform(1 << width))
         if len(codes) > 1:
             coder.encode_reverse(coarse, model_ns.Categorical(_probabilities(codes), perfect=False))
     head = json.dumps(meta, separators=(",", ":")).encode()
@@ -120,6 +124,8 @@ def decode_streams(data: bytes) -> list[np.ndarray]:
             coarse = coder.decode(model_ns.Categorical(_probabilities(codes), perfect=False), n).astype(np.int64)
         else:
             coarse = np.zeros(n, np.int64)
-        fine = coder.decode(model_ns.Uniform(1 << k), n).astype(np.int64) if k else 0
+        fine = np.zeros(n, np.int64)
+        for shift, width in _chunks(k):
+            fine |= coder.decode(model_ns.Uniform(1 << width), n).astype(np.int64) << shift
         out.append(((coarse << k) | fine) + lo)
     return out
