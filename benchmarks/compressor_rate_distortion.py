@@ -248,7 +248,7 @@ def make_root(out: str, events: int, seed: int) -> None:
         for name, key in (("pt", "pt"), ("eta", "eta"), ("phi", "phi"), ("mass", "m"))
     }
     with uproot.recreate(out) as handle:
-        handle["Events"] = {"Jet": ak.zip({k[4:]: v for k, v in branches.items()})}
+        handle["Events"] = branches
     print(f"wrote {out}: {len(counts)} events, {len(table)} jets", file=sys.stderr)
 
 

@@ -282,3 +282,23 @@ def test_rate_distortion_benchmark_tiny():
     out = io.StringIO()
     rd.print_table(rows, out)
     assert out.getvalue().splitlines()[0] == "| " + " | ".join(rd.COLUMNS) + " |"
+
+
+def test_rate_distortion_benchmark_on_a_root_file(tmp_path, capsys):
+    ak = pytest.importorskip("awkward")
+    uproot = pytest.importorskip("uproot")
+    spec = importlib.util.spec_from_file_location("rd", ROOT / "benchmarks" / "compressor_rate_distortion.py")
+    rd = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(rd)
+    jets, event = random_table(600)
+    counts = np.bincount(event)[np.unique(event)]
+    with uproot.recreate(tmp_path / "nano.root") as handle:
+        handle["Events"] = {
+            f"Jet_{name}": ak.unflatten(jets[:, i].astype(np.float32), counts)
+            for i, name in enumerate(("pt", "eta", "phi", "mass"))
+        }
+    rd.main(["--no-ae", "--root", f"{tmp_path / 'nano.root'}:Events", "--work-dir", str(tmp_path / "rd")])
+    out = capsys.readouterr().out
+    assert "| nano.root (600 jets) | context | 0.01 |" in out
+    assert "| sample test events (" in out and "nano.root (600 jets) @ 0.05: smallest" in out
+    assert (tmp_path / "rd" / "rate_distortion.png").stat().st_size > 10000

@@ -122,8 +122,13 @@ def errors(original: np.ndarray, restored: np.ndarray) -> dict[str, np.ndarray]:
 
 def violations(original: np.ndarray, restored: np.ndarray, bound: Bound) -> np.ndarray:
     """Boolean ``(N,)``: jets whose float32-rounded restored values break ``bound`` in any variable."""
-    err = errors(original, np.asarray(restored).astype(np.float32))
-    return (err["pt"] > bound.rel) | (err["m"] > bound.rel) | (err["eta"] > bound.abs) | (err["phi"] > bound.abs)
+    r = np.asarray(restored).astype(np.float32).astype(np.float64)
+    bad = np.abs(r[:, 0] - original[:, 0]) > bound.rel * np.abs(original[:, 0])
+    bad |= np.abs(r[:, 3] - original[:, 3]) > bound.rel * np.abs(original[:, 3])
+    bad |= np.abs(r[:, 1] - original[:, 1]) > bound.abs
+    dphi = np.abs(r[:, 2] - original[:, 2])
+    bad |= np.minimum(dphi, 2 * np.pi - dphi) > bound.abs
+    return bad
 
 
 def max_errors(original: np.ndarray, restored: np.ndarray) -> dict[str, float]:
@@ -174,7 +179,8 @@ class Quantizer:
         out = np.empty(codes.shape, np.float64)
         out[:, LOG_COLUMNS] = np.exp(codes[:, LOG_COLUMNS] * steps[list(LOG_COLUMNS)])
         out[:, ETA] = codes[:, ETA] * steps[ETA]
-        out[:, PHI] = wrap(codes[:, PHI] * steps[PHI])
+        phi = codes[:, PHI] * steps[PHI]  # in [0, 2 pi)
+        out[:, PHI] = np.where(phi > np.pi, phi - 2 * np.pi, phi)
         return out
 
 

@@ -33,6 +33,8 @@ from hep_keras.codecs.base import (
 )
 from hep_keras.codecs.entropy import decode_streams, encode_streams
 
+FIT_JETS = 100_000  # jets used to fit the mass prediction
+
 
 def event_structure(event: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(rank, start)``: the position of each jet in its run of equal ``event`` values and the run's first row."""
@@ -86,7 +88,8 @@ class ContextCodec(Codec):
         rank, start = event_structure(event)
         features = mass_features(codes, rank)
         good = ~bad
-        coef = np.linalg.lstsq(features[good], codes[good, 3].astype(np.float64), rcond=None)[0] if good.any() else 0
+        fit = np.flatnonzero(good)[:FIT_JETS]
+        coef = np.linalg.lstsq(features[fit], codes[fit, 3].astype(np.float64), rcond=None)[0] if len(fit) else 0
         coef = [float(c) for c in np.broadcast_to(coef, (features.shape[1],))]
         k = quantizer.phi_bins
         d_pt = codes[:, 0] - codes[np.maximum(np.arange(len(codes)) - 1, 0), 0]
