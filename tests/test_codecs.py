@@ -56,6 +56,13 @@ def adversarial_table() -> tuple[np.ndarray, np.ndarray]:
     return np.stack([pt, eta, phi, m], axis=1), event
 
 
+def shuffled_table() -> tuple[np.ndarray, np.ndarray]:
+    """Rows in random order (events not contiguous), event numbers near 10**12, and a single-jet table's edge."""
+    jets, event = random_table(500, seed=4)
+    order = np.random.default_rng(1).permutation(len(jets))
+    return jets[order], event[order] * 10**9 + 7
+
+
 def check_within(original: np.ndarray, restored: np.ndarray, bound: Bound) -> None:
     """The bound, written out independently of the codecs' own checks, on float32 restored values."""
     r = restored.astype(np.float32).astype(np.float64)
@@ -77,7 +84,7 @@ def tiny_model() -> JetModel:
 
 @pytest.mark.parametrize("name", BOUNDED)
 @pytest.mark.parametrize("eps", [1e-3, 1e-2, 5e-2])
-@pytest.mark.parametrize("table", [random_table, adversarial_table])
+@pytest.mark.parametrize("table", [random_table, adversarial_table, shuffled_table])
 def test_bounded_codecs_round_trip_within_bound(name, eps, table):
     jets, event = table()
     bound = Bound(eps, eps)
@@ -89,6 +96,15 @@ def test_bounded_codecs_round_trip_within_bound(name, eps, table):
     massless = jets[:, 3] == 0
     assert np.all(restored[massless, 3] == 0)
     assert header["codec"] == name and header["bound"] == {"rel": eps, "abs": eps}
+
+
+@pytest.mark.parametrize("name", BOUNDED)
+def test_one_jet(name):
+    jets = np.array([[35.0, -1.2, np.pi, 0.0]])
+    result = compress_jets(jets, np.array([3]), make_codec(name), Bound(0.01, 0.01))
+    restored, event, _ = decompress_bytes(result.data, "one")
+    assert event.tolist() == [3] and restored[0, 3] == 0.0
+    check_within(jets, restored, Bound(0.01, 0.01))
 
 
 def test_bound_sizes_fall_with_looser_bounds_and_beat_float16():
