@@ -47,7 +47,8 @@ def doc_block(text: str) -> str:
 
 def test_doc_states_the_recipe_defaults():
     expected = render_defaults()
-    assert doc_block(DOC.read_text()) == expected, "docs/compressor.md is stale: run python tests/test_compressor_docs.py"
+    stale = "docs/compressor.md is stale: run python tests/test_compressor_docs.py"
+    assert doc_block(DOC.read_text()) == expected, stale
     assert "activation `gelu`" in expected and "patience 20" in expected  # today's defaults, for the reader
 
 
