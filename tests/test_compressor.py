@@ -177,7 +177,7 @@ def test_compress_decompress_cli(fitted, tmp_path):
 
     _, export, data = fitted
     out = tmp_path / "c.h5"
-    done = run_cli("hep_keras.compress", str(export), str(data), str(out), "--max-rel-error", "0.05")
+    done = run_cli("hep_keras.compress", str(export), str(data), str(out), "--max-rel-error", "0.05", "--codec", "ae")
     assert done.returncode == 0, done.stderr
     assert "ratio" in done.stdout and "with the model" in done.stdout
     restored_path = tmp_path / "restored.h5"

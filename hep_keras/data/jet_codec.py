@@ -36,7 +36,8 @@ from typing import Any
 import numpy as np
 
 from hep_keras.data.jets import UNITS, VARIABLES, JetTable, energy_from_ptetam
-from hep_keras.errors import DataError, OutputError
+from hep_keras.errors import DataError
+from hep_keras.io import atomic_file, check_output_file
 from hep_keras.physics import wrap_phi
 
 FORMAT = "hep_keras.compressed_jets/1"
@@ -179,28 +180,12 @@ def _batched(fn, x: np.ndarray, batch_size: int) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros((0, 3), np.float32)
 
 
-def _temp_path(out: Path) -> Path:
-    return out.with_name(f".{out.name}.partial-{os.getpid()}")
-
-
-def check_output(out: Path, overwrite: bool) -> None:
-    """OutputError when ``out`` exists (without ``overwrite``) or its directory is missing/unwritable."""
-    if out.exists() and not overwrite:
-        raise OutputError(f"{out}: exists; pass --overwrite to replace it")
-    if not out.parent.is_dir():
-        raise OutputError(f"{out.parent}: output directory does not exist")
-    if not os.access(out.parent, os.W_OK):
-        raise OutputError(f"{out.parent}: output directory is not writable")
-
-
 def write_compressed(out: str | os.PathLike, data: Compressed, overwrite: bool = False) -> int:
     """Write ``data`` atomically (temp file + rename) to ``out``; returns the file size in bytes."""
     import h5py
 
-    out = Path(out)
-    check_output(out, overwrite)
-    tmp = _temp_path(out)
-    try:
+    out = check_output_file(out, overwrite)
+    with atomic_file(out) as tmp:
         with h5py.File(tmp, "w") as handle:
             handle.create_dataset("latent", data=data.latent)
             handle.create_dataset("event", data=data.event, compression="gzip", shuffle=True)
@@ -213,10 +198,6 @@ def write_compressed(out: str | os.PathLike, data: Compressed, overwrite: bool =
                 handle.create_dataset("exact/values", data=data.exact_values)
             for key, value in {"format": FORMAT, "n_jets": len(data.latent), **data.attrs}.items():
                 handle.attrs[key] = value
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return out.stat().st_size
 
 

@@ -1,6 +1,8 @@
 """``JetCompressor``: a dense autoencoder compressing jet 4-vectors (pT, eta, phi, m) to 3 numbers.
 
-Architecture (defaults, as in the ATLAS/CMS trigger-jet studies): 4-200-100-50-3-50-100-200-4, tanh.
+Architecture (constructor defaults, as in the ATLAS/CMS trigger-jet studies): 4-200-100-50-3-50-100-200-4, tanh.
+What ``fit compressor`` trains (gelu, loss weights, patience) is the recipe's ``DEFAULTS``, stated in
+docs/compressor.md (generated from them and tested).
 
 Input and output are *physical* ``(batch, 4)`` float32 arrays of (pT [GeV], eta, phi [rad], m [GeV]); the
 normalisation lives inside the model:
