@@ -11,12 +11,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
 from hep_keras.cli import quiet_tensorflow, run
-from hep_keras.config import COMMON_DEFAULTS, check_common, load_config_file, parse_value, resolve_config
+from hep_keras.config import (
+    COMMON_DEFAULTS,
+    check_common,
+    load_config_file,
+    parse_jit_compile,
+    parse_value,
+    resolve_config,
+)
 from hep_keras.errors import ConfigError
 from hep_keras.recipes import RECIPES, get_recipe
 
@@ -30,6 +39,8 @@ FLAG_KEYS = (
     "steps_per_epoch",
     "seed",
     "strategy",
+    "cpu_replicas",
+    "jit_compile",
 )
 
 
@@ -49,6 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--steps-per-epoch", type=int)
     parser.add_argument("--seed", type=int)
     parser.add_argument("--strategy", help="default | mirrored | multi_worker (TF_CONFIG) | tpu")
+    parser.add_argument(
+        "--cpu-replicas", type=int, help="without GPUs: split the CPU into N logical devices (--strategy mirrored)"
+    )
+    parser.add_argument("--jit-compile", choices=("auto", "true", "false"), help="XLA compilation of the train step")
     parser.add_argument("--mixed-precision", action="store_true", help="mixed_float16 compute (for GPUs)")
     parser.add_argument("--run-dir", help="run directory (default runs/<model>)")
     parser.add_argument("--export-dir", help="export directory (default saved_models/<model>)")
@@ -78,6 +93,8 @@ def config_from_args(args: argparse.Namespace, recipe) -> dict[str, Any]:
         sets[key.strip()] = parse_value(value.strip())
     layers.append(("--set", sets))
     flags = {key: getattr(args, key) for key in FLAG_KEYS}
+    if flags["jit_compile"] is not None:
+        flags["jit_compile"] = parse_jit_compile(flags["jit_compile"], "--jit-compile")
     if args.mixed_precision:
         flags["mixed_precision"] = True
     layers.append(("command line", flags))
@@ -95,29 +112,51 @@ def fit_model(
     overwrite: bool = False,
     verbose: int | str = "auto",
 ) -> dict[str, Any]:
-    """Train ``name`` with ``config``; write the run directory and the export. Returns the test metrics."""
+    """Train ``name`` with ``config``; write the run directory and the export. Returns the test metrics.
+
+    Under ``--strategy multi_worker`` every worker runs this; only the chief writes ``run_dir`` and
+    ``export_dir``, the other workers write into a temporary directory removed at the end.
+    """
+    from hep_keras.distribute import is_chief, make_strategy
+    from hep_keras.export import check_export_target
+    from hep_keras.runs import check_run_dir
+
+    recipe = get_recipe(name)
+    # the strategy first: MultiWorkerMirroredStrategy must exist before TensorFlow runs any op
+    strategy = make_strategy(config["strategy"], config["cpu_replicas"])
+    chief = is_chief(strategy)
+    run_dir = Path(run_dir)
+    if chief:
+        check_run_dir(run_dir, overwrite)
+        if export_dir is not None:
+            check_export_target(Path(export_dir), overwrite)
+    else:  # a non-chief worker runs every step but keeps its files in a temporary directory
+        run_dir = Path(tempfile.mkdtemp(prefix="hep_keras-worker-"))
+        export_dir = None if export_dir is None else run_dir / "export"
+    try:
+        return _fit(recipe, strategy, name, config, run_dir, export_dir, overwrite and chief, verbose)
+    finally:
+        if not chief:
+            shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _fit(recipe, strategy, name, config, run_dir: Path, export_dir, overwrite: bool, verbose) -> dict[str, Any]:
     import keras
 
     from hep_keras.data import data_errors
     from hep_keras.evaluation.plots import plot_history
     from hep_keras.evaluation.report import write_metrics
-    from hep_keras.export import check_export_target, write_atomically
-    from hep_keras.runs import make_strategy, mark_done, prepare_run_dir, set_precision, standard_callbacks
-
-    recipe = get_recipe(name)
-    run_dir = Path(run_dir)
-    resumed = prepare_run_dir(run_dir, config, overwrite)
-    if export_dir is not None:
-        check_export_target(Path(export_dir), overwrite)
-    if resumed:
-        print(f"resuming the unfinished run in {run_dir}", file=sys.stderr)
+    from hep_keras.export import write_atomically
+    from hep_keras.runs import mark_done, prepare_run_dir, set_precision, standard_callbacks
 
     set_precision(config["mixed_precision"])
     keras.utils.set_random_seed(config["seed"])
-    data = recipe.load_data(config)
-    strategy = make_strategy(config["strategy"])
     with strategy.scope():
+        data = recipe.load_data(config)
         model = recipe.build_model(config, data)
+    # the inputs are valid: only now create (or resume) the run directory
+    if prepare_run_dir(run_dir, config, overwrite):
+        print(f"resuming the unfinished run in {run_dir}", file=sys.stderr)
     train = data.train.repeat() if config["steps_per_epoch"] else data.train
     callbacks = standard_callbacks(run_dir, recipe.MONITOR, config["patience"])
     callbacks += getattr(recipe, "extra_callbacks", lambda config, run_dir: [])(config, run_dir)

@@ -37,6 +37,16 @@ def ensure_writable_dir(path: Path, what: str) -> Path:
     return path
 
 
+def check_run_dir(run_dir: Path, overwrite: bool) -> None:
+    """Fail before any work when ``run_dir`` holds a finished run (without ``overwrite``) or foreign files."""
+    if overwrite or not run_dir.exists() or not any(run_dir.iterdir()):
+        return
+    if (run_dir / DONE_MARKER).exists():
+        raise OutputError(f"{run_dir}: holds a finished run; pass --overwrite or choose another --run-dir")
+    if not (run_dir / "config.json").exists():
+        raise OutputError(f"{run_dir}: exists and is not a hep_keras run directory; choose another --run-dir")
+
+
 def prepare_run_dir(run_dir: Path, config: dict[str, Any], overwrite: bool) -> bool:
     """Make ``run_dir`` ready for this run; return True when an unfinished run with the same config resumes.
 
@@ -91,23 +101,11 @@ def standard_callbacks(run_dir: Path, monitor: str, patience: int) -> list:
     ]
 
 
-def make_strategy(name: str):
-    """Return the ``tf.distribute`` strategy for ``name``: default | mirrored | multi_worker | tpu.
+def make_strategy(name: str, cpu_replicas: int | None = None):
+    """The ``tf.distribute`` strategy for ``name`` (see :func:`hep_keras.distribute.make_strategy`)."""
+    from hep_keras.distribute import make_strategy as _make_strategy
 
-    ``multi_worker`` reads the cluster from ``TF_CONFIG``; ``tpu`` resolves the local/Cloud TPU.
-    """
-    import tensorflow as tf
-
-    if name == "default":
-        return tf.distribute.get_strategy()
-    if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    if name == "multi_worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
-    tf.config.experimental_connect_to_cluster(resolver)
-    tf.tpu.experimental.initialize_tpu_system(resolver)
-    return tf.distribute.TPUStrategy(resolver)
+    return _make_strategy(name, cpu_replicas)
 
 
 def set_precision(mixed: bool) -> None:

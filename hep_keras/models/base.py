@@ -135,6 +135,18 @@ class LossModel(keras.Model):
             tracker.update_state(tf.where(n_local > 0, value, 0.0), sample_weight=n_local)
         return {tracker.name: tracker.result() for tracker in self.loss_trackers}
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras 3.15 (TF backend) builds a model from its first distributed batch *averaged over the replicas*,
+        # which fails ("AddN ... [17,16,16,3] != [16,16,16,3]") when that batch does not split evenly. A
+        # LossModel creates its weights in __init__ and has no compiled loss or metrics: only the optimizer is
+        # left to build (as Keras's _symbolic_build would), in the strategy's scope.
+        if getattr(self, "_distribute_strategy", None) is None or not self.built:
+            return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+        with self.distribute_strategy.scope():
+            if self.optimizer is not None and not self.optimizer.built:
+                self.optimizer.build(self.trainable_variables)
+            self._post_build()
+
     # --- cross-replica-safe variable updates --------------------------------------------------------------
     @staticmethod
     def assign_variables(pairs, fn) -> None:

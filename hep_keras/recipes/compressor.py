@@ -98,6 +98,7 @@ def load_data(config: dict[str, Any]) -> DataBundle:
 
     from hep_keras.data.jets import read_jets, split_tree
     from hep_keras.data.schema import fingerprint
+    from hep_keras.distribute import distributed_input
 
     path = data_path(config)
     table = read_jets(
@@ -116,13 +117,17 @@ def load_data(config: dict[str, Any]) -> DataBundle:
     batch = config["batch_size"]
 
     def pipeline(rows: np.ndarray, shuffle: bool):
-        ds = tf.data.Dataset.from_tensor_slices(jets[rows])
-        if shuffle:
-            ds = ds.shuffle(min(len(rows), 1_000_000), seed=config["seed"], reshuffle_each_iteration=True)
-        ds = ds.batch(batch)
-        if shuffle and config["augment"]:
-            ds = ds.map(symmetry_augment, num_parallel_calls=tf.data.AUTOTUNE)
-        return ds.prefetch(tf.data.AUTOTUNE)
+        def build(batch_size: int, num_shards: int, shard_index: int):  # a worker keeps every num_shards-th row
+            shard = rows[shard_index::num_shards]
+            ds = tf.data.Dataset.from_tensor_slices(jets[shard])
+            if shuffle:
+                ds = ds.shuffle(min(len(shard), 1_000_000), seed=config["seed"], reshuffle_each_iteration=True)
+            ds = ds.batch(batch_size)
+            if shuffle and config["augment"]:
+                ds = ds.map(symmetry_augment, num_parallel_calls=tf.data.AUTOTUNE)
+            return ds.prefetch(tf.data.AUTOTUNE)
+
+        return distributed_input(build, batch)
 
     info = {
         "path": path,
@@ -144,6 +149,7 @@ def build_model(config: dict[str, Any], data: DataBundle):
     """Fit the normalisation on the training jets, build and compile the :class:`JetCompressor`."""
     import keras
 
+    from hep_keras.distribute import resolve_jit_compile
     from hep_keras.models.compressor import JetCompressor, normalization_constants
 
     train = data.extras["jets"][data.extras["train_idx"]]
@@ -158,7 +164,8 @@ def build_model(config: dict[str, Any], data: DataBundle):
         mass_offset=config["mass_offset"],
         loss_weights=config["loss_weights"],
     )
-    model.compile(optimizer=keras.optimizers.Adam(config["learning_rate"]), jit_compile=config["jit_compile"])
+    optimizer = keras.optimizers.Adam(config["learning_rate"])
+    model.compile(optimizer=optimizer, jit_compile=resolve_jit_compile(config["jit_compile"]))
     return model
 
 

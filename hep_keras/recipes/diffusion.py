@@ -98,6 +98,7 @@ def _split(config: dict[str, Any], n_events: int, split: str) -> np.ndarray:
 def load_data(config: dict[str, Any]) -> DataBundle:
     """Streams of ``(images (B, S, S, 3) GeV, labels (B,))`` and the intensity transform fitted on train."""
     from hep_keras.data import inspect_jet_file, jet_images, read_events
+    from hep_keras.distribute import distributed_input
     from hep_keras.models.diffusion import fit_intensity_transform
 
     path = data_path(config)
@@ -117,8 +118,15 @@ def load_data(config: dict[str, Any]) -> DataBundle:
         "max_events": config["max_events"],
         "crop": crop,
     }
-    train = jet_images(path, split="train", **common)
-    val = jet_images(path, split="val", **common)
+
+    def pipeline(split):  # one per worker under multi_worker, each reading only its shard of the blocks
+        def build(batch_size, num_shards, shard_index):
+            shard = {"batch_size": batch_size, "num_shards": num_shards, "shard_index": shard_index}
+            return jet_images(path, split=split, **{**common, **shard})
+
+        return distributed_input(build, config["batch_size"])
+
+    train, val = pipeline("train"), pipeline("val")
     fit_idx = _split(config, n_events, "train")[: config["norm_events"]]
     transform = fit_intensity_transform(read_events(path, fit_idx, fields=("X_jets",), crop=crop)["X_jets"])
     image_size = crop or height
@@ -145,6 +153,7 @@ def build_model(config: dict[str, Any], data: DataBundle):
     """A built and compiled :class:`~hep_keras.models.diffusion.JetDiffusion`."""
     import keras
 
+    from hep_keras.distribute import resolve_jit_compile
     from hep_keras.models.diffusion import JetDiffusion
 
     model = JetDiffusion(
@@ -153,7 +162,7 @@ def build_model(config: dict[str, Any], data: DataBundle):
         **data.extras["transform"],
         name="jet_diffusion",
     )
-    jit = config["jit_compile"] if isinstance(config["jit_compile"], bool) else True  # XLA: -25 % time/step on CPU
+    jit = resolve_jit_compile(config["jit_compile"], auto=True)  # XLA: -25 % time/step on CPU
     model.compile(
         optimizer=keras.optimizers.Adam(config["learning_rate"], global_clipnorm=1.0),
         jit_compile=jit,

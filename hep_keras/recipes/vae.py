@@ -49,12 +49,19 @@ def load_data(config: dict[str, Any]) -> DataBundle:
     """Validate the file, stream train/val splits, fit the per-channel normalisation on the training split."""
     from hep_keras.data import inspect_jet_file, jet_images
     from hep_keras.data.normalization import fit_image_normalization
+    from hep_keras.distribute import distributed_input
 
     path = data_path(config)
     info = inspect_jet_file(path)
     kwargs = _split_kwargs(config)
-    train = jet_images(path, "train", config["batch_size"], **kwargs)
-    val = jet_images(path, "val", config["batch_size"], **kwargs)
+
+    def pipeline(split):  # one per worker under multi_worker, each reading only its shard of the blocks
+        def build(batch_size, num_shards, shard_index):
+            return jet_images(path, split, batch_size, num_shards=num_shards, shard_index=shard_index, **kwargs)
+
+        return distributed_input(build, config["batch_size"])
+
+    train, val = pipeline("train"), pipeline("val")
     fit_batches = jet_images(path, "train", 256, shuffle=False, **kwargs).as_numpy_iterator()
     normalization = fit_image_normalization(fit_batches, max_events=config["norm_fit_events"])
     return DataBundle(train, val, image_file_info(info), {"path": path, "normalization": normalization})
@@ -63,6 +70,7 @@ def load_data(config: dict[str, Any]) -> DataBundle:
 def build_model(config: dict[str, Any], data: DataBundle, variational: bool = True):
     import keras
 
+    from hep_keras.distribute import resolve_jit_compile
     from hep_keras.models import JetImageAE, JetImageVAE
 
     h, w, c = data.info["image_shape"]
@@ -84,7 +92,7 @@ def build_model(config: dict[str, Any], data: DataBundle, variational: bool = Tr
         model = JetImageAE(**kwargs)
     model.compile(
         optimizer=keras.optimizers.Adam(config["learning_rate"]),
-        jit_compile=config["jit_compile"],
+        jit_compile=resolve_jit_compile(config["jit_compile"]),
     )
     return model
 
