@@ -134,13 +134,13 @@ def fit_model(
         run_dir = Path(tempfile.mkdtemp(prefix="hep_keras-worker-"))
         export_dir = None if export_dir is None else run_dir / "export"
     try:
-        return _fit(recipe, strategy, name, config, run_dir, export_dir, overwrite and chief, verbose)
+        return _fit(recipe, strategy, name, config, run_dir, export_dir, overwrite and chief, verbose, chief)
     finally:
         if not chief:
             shutil.rmtree(run_dir, ignore_errors=True)
 
 
-def _fit(recipe, strategy, name, config, run_dir: Path, export_dir, overwrite: bool, verbose) -> dict[str, Any]:
+def _fit(recipe, strategy, name, config, run_dir: Path, export_dir, overwrite, verbose, chief) -> dict[str, Any]:
     import keras
 
     from hep_keras.data import data_errors
@@ -155,7 +155,7 @@ def _fit(recipe, strategy, name, config, run_dir: Path, export_dir, overwrite: b
         data = recipe.load_data(config)
         model = recipe.build_model(config, data)
     # the inputs are valid: only now create (or resume) the run directory
-    if prepare_run_dir(run_dir, config, overwrite):
+    if prepare_run_dir(run_dir, config, overwrite) and chief:
         print(f"resuming the unfinished run in {run_dir}", file=sys.stderr)
     train = data.train.repeat() if config["steps_per_epoch"] else data.train
     callbacks = standard_callbacks(run_dir, recipe.MONITOR, config["patience"])
@@ -187,9 +187,11 @@ def _fit(recipe, strategy, name, config, run_dir: Path, export_dir, overwrite: b
             {"model": name, "config": config, "data": data.info},
             overwrite=overwrite,
         )
-        print(f"exported to {export_dir}", file=sys.stderr)
+        if chief:
+            print(f"exported to {export_dir}", file=sys.stderr)
     mark_done(run_dir)
-    print(f"run directory: {run_dir}", file=sys.stderr)
+    if chief:
+        print(f"run directory: {run_dir}", file=sys.stderr)
     return metrics
 
 

@@ -45,6 +45,11 @@ def _replica_context():
     return ctx
 
 
+def _collective_multi_worker() -> bool:
+    strategy = tf.distribute.get_strategy()
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and strategy.extended._in_multi_worker_mode()
+
+
 def events_in(data) -> tf.Tensor:
     """Number of events (leading dimension of the first tensor) of a batch ``x`` or ``(x, y, ...)``, float32."""
     first = tf.nest.flatten(data)[0]
@@ -133,7 +138,12 @@ class LossModel(keras.Model):
             value = tf.cast(losses[tracker.name], tf.float32)
             # an empty replica (n = 0) has NaN means: it contributes weight 0 and value 0
             tracker.update_state(tf.where(n_local > 0, value, 0.0), sample_weight=n_local)
-        return {tracker.name: tracker.result() for tracker in self.loss_trackers}
+        results = {tracker.name: tracker.result() for tracker in self.loss_trackers}
+        if _collective_multi_worker():
+            # Keras 3.15 reduces step outputs of MultiWorkerMirroredStrategy with reduce(MEAN, axis=0), which
+            # fails on scalars; (1,)-vectors reduce to the scalar the callbacks expect
+            results = {name: tf.reshape(value, (1,)) for name, value in results.items()}
+        return results
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         # Keras 3.15 (TF backend) builds a model from its first distributed batch *averaged over the replicas*,

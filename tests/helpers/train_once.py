@@ -34,16 +34,26 @@ def fixed_noise() -> None:
 
 
 def trace_blocks(path: str) -> None:
+    """Log ``pid pipeline block`` for every block a ``jet_images`` pipeline reads (``pipeline`` = ``i/n`` for
+    shard i of n, ``all`` otherwise)."""
     from hep_keras.data import images
 
-    call = images._BlockReader.__call__
+    pipeline = images._pipeline
 
-    def traced(self, block):
-        with open(path, "a") as handle:
-            handle.write(f"{os.getpid()} {int(block)}\n")
-        return call(self, block)
+    def traced_pipeline(reader, blocks, shapes, **kwargs):
+        tag = "all"
+        if kwargs.get("sharded"):
+            tag = "sharded"
 
-    images._BlockReader.__call__ = traced
+        class Traced:
+            def __call__(self, block):
+                with open(path, "a") as handle:
+                    handle.write(f"{os.getpid()} {tag} {int(block)}\n")
+                return reader(block)
+
+        return pipeline(Traced(), blocks, shapes, **kwargs)
+
+    images._pipeline = traced_pipeline
 
 
 def save_weights(model, out: str, history, initial=()) -> None:
@@ -85,16 +95,33 @@ def main() -> None:
     if args.trace_blocks:
         trace_blocks(args.trace_blocks)
     if args.cli:
+        if args.sgd:  # the recipes compile with Adam; plain SGD keeps rounding differences small
+            import keras
+
+            keras.optimizers.Adam = lambda learning_rate, **kwargs: keras.optimizers.SGD(learning_rate)
+        import keras
+        import numpy as np
+
         from hep_keras.cli import run
+        from hep_keras.distribute import read_tf_config, worker_position
         from hep_keras.fit import main as fit_main
+
+        initial, fit = [], keras.Model.fit
+
+        def fit_and_remember(model, *fit_args, **fit_kwargs):
+            initial.extend(np.asarray(w) for w in model.weights)
+            return fit(model, *fit_args, **fit_kwargs)
+
+        keras.Model.fit = fit_and_remember
 
         def main_and_save(argv):
             code = fit_main(argv)
             export = rest[rest.index("--export-dir") + 1] if "--export-dir" in rest else None
-            if export and os.path.isdir(export):
+            chief = "TF_CONFIG" not in os.environ or worker_position(read_tf_config())[1] == 0
+            if export and chief and os.path.isdir(export):
                 from hep_keras.export import load_keras_model
 
-                save_weights(load_keras_model(export), args.out, {})
+                save_weights(load_keras_model(export), args.out, {}, initial)
             return code
 
         run(main_and_save, rest)
