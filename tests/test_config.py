@@ -123,8 +123,7 @@ def test_recipes_compile_with_the_configured_jit(make_jet_file, tmp_path):
             config = config_from_args(build_parser().parse_args(argv), recipe)
             built = recipe.build_model(config, recipe.load_data(config))
             assert built.jit_compile is expected, (model, value)
-    config = config_from_args(
-        build_parser().parse_args(["diffusion", "--data", str(images), *tiny["diffusion"]]), recipe
-    )
     recipe = get_recipe("diffusion")
+    argv = ["diffusion", "--data", str(images), *tiny["diffusion"]]
+    config = config_from_args(build_parser().parse_args(argv), recipe)
     assert recipe.build_model(config, recipe.load_data(config)).jit_compile is True
