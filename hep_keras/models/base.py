@@ -37,6 +37,22 @@ import tensorflow as tf
 _SEED_STRIDE = 1_000_003  # keeps (seed, salt) pairs apart in the first seed word
 
 
+def stateless_uniform(shape, seed) -> tf.Tensor:
+    """Uniform (0, 1) float32 noise from a ``(2,)`` integer seed, **bit-identical with and without XLA**.
+
+    ``tf.random.stateless_uniform/normal`` turn the same Philox bits into different floats under XLA; here the
+    Philox ``uint32`` bits (identical everywhere) are mapped to ``(bits >> 8 + 0.5) / 2**24`` explicitly.
+    """
+    bits = tf.random.stateless_uniform(shape, seed, minval=None, maxval=None, dtype=tf.uint32, alg="philox")
+    return (tf.cast(tf.bitwise.right_shift(bits, 8), tf.float32) + 0.5) * (1.0 / 2**24)
+
+
+def stateless_normal(shape, seed) -> tf.Tensor:
+    """Standard-normal float32 noise from a ``(2,)`` integer seed, the same with and without XLA (to rounding):
+    ``sqrt(2) · erfinv(2u - 1)`` of :func:`stateless_uniform`."""
+    return tf.math.sqrt(2.0) * tf.math.erfinv(2.0 * stateless_uniform(shape, seed) - 1.0)
+
+
 def _replica_context():
     """The replica context when running replicated (``None`` in cross-replica or one-replica code)."""
     ctx = tf.distribute.get_replica_context()
@@ -190,11 +206,11 @@ class LossModel(keras.Model):
 
     def random_normal(self, shape, salt: int):
         """Standard-normal float32 noise of ``shape`` (see :meth:`step_seed`)."""
-        return tf.random.stateless_normal(shape, self.step_seed(salt), dtype=tf.float32)
+        return stateless_normal(shape, self.step_seed(salt))
 
     def random_uniform(self, shape, salt: int):
         """Uniform [0, 1) float32 noise of ``shape`` (see :meth:`step_seed`)."""
-        return tf.random.stateless_uniform(shape, self.step_seed(salt), dtype=tf.float32)
+        return stateless_uniform(shape, self.step_seed(salt))
 
 
 def _tf_variable(variable):

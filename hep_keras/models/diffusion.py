@@ -39,7 +39,7 @@ import numpy as np
 import tensorflow as tf
 from keras import layers, ops
 
-from hep_keras.models.base import LossModel
+from hep_keras.models.base import LossModel, stateless_normal
 from hep_keras.models.unet import build_unet
 
 SCHEDULES = ("cosine", "linear")
@@ -90,7 +90,7 @@ def forward_diffusion(images, noises, t, kind: str = "cosine", min_signal_rate: 
 def _stateless_normal(shape, seed, counter):
     """Standard normal noise from the stateless seed pair ``(seed, counter)`` (same pair → same numbers)."""
     pair = tf.stack([tf.cast(seed, tf.int64), tf.cast(counter, tf.int64)])
-    return tf.random.stateless_normal(shape, seed=pair, dtype=tf.float32)
+    return stateless_normal(shape, pair)  # the same numbers with and without XLA
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -226,22 +226,24 @@ def export(model, config: dict[str, Any], data: DataBundle, staging_dir: Path) -
     import keras
     import tensorflow as tf
 
-    from hep_keras.export import KERAS_FILE, SAVED_MODEL_DIR
+    from hep_keras.export import KERAS_FILE, SAVED_MODEL_DIR, float_endpoint
 
     archive = keras.export.ExportArchive()
     archive.track(model)
-    archive.add_endpoint("encode", model.encode, input_signature=[tf.TensorSpec((None, 4), tf.float32)])
-    archive.add_endpoint("decode", model.decode, input_signature=[tf.TensorSpec((None, model.latent_dim), tf.float32)])
+    jets = tf.TensorSpec((None, 4), tf.float32, name="jets")
+    latent = tf.TensorSpec((None, model.latent_dim), tf.float32, name="latent")
+    archive.add_endpoint("encode", float_endpoint(model.encode, [jets]))  # float32 or float64 in
+    archive.add_endpoint("decode", float_endpoint(model.decode, [latent]))
     archive.write_out(str(Path(staging_dir) / SAVED_MODEL_DIR), verbose=False)
     model.save(str(Path(staging_dir) / KERAS_FILE))
     return {
         "endpoints": {
             "encode": {
-                "input": "(N, 4) float32 pt [GeV], eta, phi [rad], m [GeV]",
+                "input": "(N, 4) float32 or float64 pt [GeV], eta, phi [rad], m [GeV]",
                 "output": "(N, 3) float32",
             },
             "decode": {
-                "input": f"(N, {model.latent_dim}) float32",
+                "input": f"(N, {model.latent_dim}) float32 or float64",
                 "output": "(N, 4) float32 pt, eta, phi, m",
             },
         },

@@ -289,6 +289,7 @@ def export(model, config: dict[str, Any], data: DataBundle, staging_dir: Path) -
     """Write ``model.keras`` and ``saved_model/`` (endpoints below) into ``staging_dir``."""
     import keras
 
+    from hep_keras.export import float_endpoint
     from hep_keras.models.diffusion import (
         make_partial_reconstruct_fn,
         make_reconstruct_fn,
@@ -306,6 +307,8 @@ def export(model, config: dict[str, Any], data: DataBundle, staging_dir: Path) -
         ("reconstruct", make_reconstruct_fn(model)),
         ("reconstruct_partial", make_partial_reconstruct_fn(model)),
     ):
+        if name.startswith("reconstruct"):  # images may come as float32 or float64
+            fn = float_endpoint(fn, fn.input_signature)
         archive.add_endpoint(name, fn)
     archive.write_out(str(staging_dir / "saved_model"), verbose=False)
     size = data.extras["image_size"]
@@ -322,7 +325,7 @@ def export(model, config: dict[str, Any], data: DataBundle, staging_dir: Path) -
             f"-> (n, {size}, {size}, 3) float32 GeV",
             "sample_labels": "sample_labels(labels: (N,) int32, steps: int32, seed: int64, guidance: float32, "
             f"eta: float32) -> (N, {size}, {size}, 3) float32 GeV",
-            "reconstruct": "reconstruct(images: (N, H, W, 3) float32 GeV with H, W >= "
+            "reconstruct": "reconstruct(images: (N, H, W, 3) float32 or float64 GeV with H, W >= "
             f"{size}, steps: int32) -> (N, H, W, 3) GeV; deterministic DDIM inversion of the central "
             f"{size}x{size} window, 0 GeV outside it",
             "reconstruct_partial": "reconstruct_partial(images, steps: int32, strength: float32 in (0, 1], "

@@ -139,9 +139,9 @@ def export(model, config: dict[str, Any], data: DataBundle, staging_dir: Path) -
     h, w, c = data.info["image_shape"]
     return {
         "endpoints": {
-            "encode": f"images float32 (N,{h},{w},{c}) GeV -> code float32 (N,{model.code_dim})",
-            "decode": f"code float32 (N,{model.code_dim}) -> images float32 (N,{h},{w},{c}) GeV",
-            "reconstruct": f"images float32 (N,{h},{w},{c}) GeV -> images float32 (N,{h},{w},{c}) GeV",
+            "encode": f"images float32|float64 (N,{h},{w},{c}) GeV -> code float32 (N,{model.code_dim})",
+            "decode": f"code float32|float64 (N,{model.code_dim}) -> images float32 (N,{h},{w},{c}) GeV",
+            "reconstruct": f"images float32|float64 (N,{h},{w},{c}) GeV -> images float32 (N,{h},{w},{c}) GeV",
         },
         "reconstruct_args": ["images"],
         "image_shape": [h, w, c],
