@@ -101,6 +101,11 @@ def load_data(config: dict[str, Any]) -> DataBundle:
     from hep_keras.distribute import distributed_input
 
     path = data_path(config)
+    if path.startswith("tfds:"):
+        raise ConfigError(
+            f"--data {path}: the compressor trains on jet 4-vector tables (pt, eta, phi, m); the TFDS datasets "
+            "hold jet images - pass a table (HDF5 jets/, parquet, npz, CSV, ROOT)"
+        )
     table = read_jets(
         path,
         columns=config["columns"],

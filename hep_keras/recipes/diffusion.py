@@ -96,45 +96,55 @@ def _split(config: dict[str, Any], n_events: int, split: str) -> np.ndarray:
 
 
 def load_data(config: dict[str, Any]) -> DataBundle:
-    """Streams of ``(images (B, S, S, 3) GeV, labels (B,))`` and the intensity transform fitted on train."""
+    """Streams of ``(images (B, S, S, 3) GeV, labels (B,))`` and the intensity transform fitted on train.
+
+    ``config["data"]``: an HDF5 file (default the shipped sample) or ``tfds:quark_gluon[@DATA_DIR]``.
+    """
     from hep_keras.data import inspect_jet_file, jet_images, read_events
+    from hep_keras.data.tfds import is_tfds, tfds_images, tfds_info, tfds_read
     from hep_keras.distribute import distributed_input
     from hep_keras.models.diffusion import fit_intensity_transform
 
-    path = data_path(config)
-    info = inspect_jet_file(path)
-    height, width = info.image_shape[:2]
+    tfds_source = is_tfds(config["data"])
+    if tfds_source:
+        path = config["data"]
+        described = tfds_info(path)
+        shape, fingerprint, n_file = described["image_shape"], described["fingerprint"], described["n_events"]
+    else:
+        path = data_path(config)
+        info = inspect_jet_file(path)
+        shape, fingerprint, n_file = list(info.image_shape), info.fingerprint, info.n_events
+    height, width = shape[:2]
     crop = config["crop"] or None
     if crop is not None and crop > min(height, width):
         raise ConfigError(f"config key 'crop' ({crop}) is larger than the images of {path} ({height}x{width})")
     if crop is None and height != width:
         raise ConfigError(f"{path}: images are {height}x{width}; the diffusion model needs square images or a crop")
-    n_events = min(info.n_events, config["max_events"] or info.n_events)
-    common = {
-        "batch_size": config["batch_size"],
-        "fields": ("X_jets", "y"),
-        "seed": config["seed"],
-        "fractions": config["fractions"],
-        "max_events": config["max_events"],
-        "crop": crop,
-    }
+    n_events = min(n_file, config["max_events"] or n_file)
+    common = {"fields": ("X_jets", "y"), "seed": config["seed"], "max_events": config["max_events"], "crop": crop}
 
-    def pipeline(split):  # one per worker under multi_worker, each reading only its shard of the blocks
+    def pipeline(split):  # one per worker under multi_worker, each reading only its shard
         def build(batch_size, num_shards, shard_index):
             shard = {"batch_size": batch_size, "num_shards": num_shards, "shard_index": shard_index}
-            return jet_images(path, split=split, **{**common, **shard})
+            if tfds_source:
+                return tfds_images(path, split=split, **common, **shard)
+            return jet_images(path, split=split, fractions=config["fractions"], **common, **shard)
 
         return distributed_input(build, config["batch_size"])
 
     train, val = pipeline("train"), pipeline("val")
-    fit_idx = _split(config, n_events, "train")[: config["norm_events"]]
-    transform = fit_intensity_transform(read_events(path, fit_idx, fields=("X_jets",), crop=crop)["X_jets"])
+    if tfds_source:
+        fit_images = tfds_read(path, "train", config["norm_events"], fields=("X_jets",), crop=crop)["X_jets"]
+    else:
+        fit_idx = _split(config, n_events, "train")[: config["norm_events"]]
+        fit_images = read_events(path, fit_idx, fields=("X_jets",), crop=crop)["X_jets"]
+    transform = fit_intensity_transform(fit_images)
     image_size = crop or height
     data_info = {
         "path": str(path),
-        "fingerprint": info.fingerprint,
+        "fingerprint": fingerprint,
         "n_events": n_events,
-        "image_shape": list(info.image_shape),
+        "image_shape": list(shape),
         "crop": crop,
         "model_image_size": image_size,
     }
@@ -174,7 +184,15 @@ def build_model(config: dict[str, Any], data: DataBundle):
 def heldout_events(config: dict[str, Any], data: DataBundle) -> dict[str, np.ndarray]:
     """Up to ``eval_events`` real events from the validation + test splits (never trained on)."""
     from hep_keras.data import read_events
+    from hep_keras.data.tfds import is_tfds, tfds_read
 
+    if is_tfds(data.extras["path"]):  # the first events of validation, then test
+        parts = [
+            tfds_read(data.extras["path"], split, config["eval_events"], ("X_jets", "y"), data.extras["crop"])
+            for split in ("val", "test")
+        ]
+        events = {key: np.concatenate([p[key] for p in parts])[: config["eval_events"]] for key in ("X_jets", "y")}
+        return events
     n = data.extras["n_events"]
     idx = np.concatenate([_split(config, n, "val"), _split(config, n, "test")])
     idx = np.sort(np.random.default_rng(config["seed"]).permutation(idx)[: config["eval_events"]])

@@ -46,25 +46,41 @@ def _split_kwargs(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_data(config: dict[str, Any]) -> DataBundle:
-    """Validate the file, stream train/val splits, fit the per-channel normalisation on the training split."""
+    """Validate the input, stream train/val splits, fit the per-channel normalisation on the training split.
+
+    ``config["data"]``: an HDF5 file (default the shipped sample) or ``tfds:quark_gluon[@DATA_DIR]``.
+    """
     from hep_keras.data import inspect_jet_file, jet_images
     from hep_keras.data.normalization import fit_image_normalization
+    from hep_keras.data.tfds import is_tfds, tfds_images, tfds_info
     from hep_keras.distribute import distributed_input
 
-    path = data_path(config)
-    info = inspect_jet_file(path)
-    kwargs = _split_kwargs(config)
+    if is_tfds(config["data"]):
+        spec = config["data"]
+        info = tfds_info(spec)
+        shared = {"seed": config["seed"], "max_events": config["max_events"]}
 
-    def pipeline(split):  # one per worker under multi_worker, each reading only its shard of the blocks
-        def build(batch_size, num_shards, shard_index):
-            return jet_images(path, split, batch_size, num_shards=num_shards, shard_index=shard_index, **kwargs)
+        def read(split, batch_size, num_shards=1, shard_index=0, **kwargs):
+            return tfds_images(spec, split, batch_size, num_shards=num_shards, shard_index=shard_index, **kwargs)
 
-        return distributed_input(build, config["batch_size"])
+        fit_batches = read("train", 256, shuffle=False, **shared).as_numpy_iterator()
+    else:
+        spec = data_path(config)
+        info = image_file_info(inspect_jet_file(spec))
+        shared = _split_kwargs(config)
 
-    train, val = pipeline("train"), pipeline("val")
-    fit_batches = jet_images(path, "train", 256, shuffle=False, **kwargs).as_numpy_iterator()
+        def read(split, batch_size, num_shards=1, shard_index=0, **kwargs):
+            return jet_images(spec, split, batch_size, num_shards=num_shards, shard_index=shard_index, **kwargs)
+
+        fit_batches = read("train", 256, shuffle=False, **shared).as_numpy_iterator()
     normalization = fit_image_normalization(fit_batches, max_events=config["norm_fit_events"])
-    return DataBundle(train, val, image_file_info(info), {"path": path, "normalization": normalization})
+
+    def pipeline(split):  # one per worker under multi_worker, each reading only its shard
+        return distributed_input(
+            lambda batch, shards, index: read(split, batch, shards, index, **shared), config["batch_size"]
+        )
+
+    return DataBundle(pipeline("train"), pipeline("val"), info, {"path": spec, "normalization": normalization})
 
 
 def build_model(config: dict[str, Any], data: DataBundle, variational: bool = True):
@@ -100,7 +116,14 @@ def build_model(config: dict[str, Any], data: DataBundle, variational: bool = Tr
 def test_events(config: dict[str, Any], data: DataBundle) -> dict[str, np.ndarray]:
     """The first ``eval_events`` events of the test split: ``X_jets`` (GeV), ``y``, ``m0``, ``pt``."""
     from hep_keras.data import read_events, split_indices
+    from hep_keras.data.tfds import is_tfds, tfds_read
 
+    if is_tfds(data.extras["path"]):
+        arrays = tfds_read(data.extras["path"], "test", config["eval_events"])
+        arrays["index"] = np.arange(len(arrays["y"]))
+        if not len(arrays["y"]):
+            raise ConfigError(f"{data.extras['path']}: the test split is empty")
+        return arrays
     n = data.info["n_events"] if not config["max_events"] else min(config["max_events"], data.info["n_events"])
     index = split_indices(n, "test", tuple(config["fractions"]), config["seed"])[: config["eval_events"]]
     if index.size == 0:
