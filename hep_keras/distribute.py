@@ -166,25 +166,28 @@ def resolve_jit_compile(value, auto="auto"):
 
 
 # ------------------------------------------------------------------------------------------------ input
-def distributed_input(build: Callable[[int, int, int], Any], global_batch: int):
+def distributed_input(build: Callable[[int, int, int], Any], global_batch: int, repeat: bool = False):
     """A training/validation input for the current strategy (call inside ``strategy.scope()``).
 
     ``build(batch_size, num_shards, shard_index)`` returns a ``tf.data.Dataset`` of ``batch_size`` batches
     holding only shard ``shard_index`` of ``num_shards``. One worker: ``build(global_batch, 1, 0)``. Several
     workers: one pipeline per worker with the per-replica batch (the global batch must divide by the number
     of replicas); a worker whose shard runs out first gets empty batches until every worker is done.
+    ``repeat``: repeat each pipeline forever (training with ``steps_per_epoch``).
     """
     import tensorflow as tf
 
     strategy = tf.distribute.get_strategy()
     if not is_multi_worker(strategy):
-        return build(global_batch, 1, 0)
+        dataset = build(global_batch, 1, 0)
+        return dataset.repeat() if repeat else dataset
     replicas = strategy.num_replicas_in_sync
     if global_batch % replicas:
         raise ConfigError(f"batch_size {global_batch} must be a multiple of the {replicas} replicas of the cluster")
 
     def per_worker(context: tf.distribute.InputContext):
         batch = context.get_per_replica_batch_size(global_batch)
-        return build(batch, context.num_input_pipelines, context.input_pipeline_id)
+        dataset = build(batch, context.num_input_pipelines, context.input_pipeline_id)
+        return dataset.repeat() if repeat else dataset
 
     return strategy.distribute_datasets_from_function(per_worker)

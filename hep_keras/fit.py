@@ -157,7 +157,7 @@ def _fit(recipe, strategy, name, config, run_dir: Path, export_dir, overwrite, v
     # the inputs are valid: only now create (or resume) the run directory
     if prepare_run_dir(run_dir, config, overwrite) and chief:
         print(f"resuming the unfinished run in {run_dir}", file=sys.stderr)
-    train = data.train.repeat() if config["steps_per_epoch"] else data.train
+    train = data.train  # repeated by the recipe when steps_per_epoch is set
     callbacks = standard_callbacks(run_dir, recipe.MONITOR, config["patience"])
     callbacks += getattr(recipe, "extra_callbacks", lambda config, run_dir: [])(config, run_dir)
     with data_errors():

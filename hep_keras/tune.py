@@ -98,7 +98,7 @@ def tune(name: str, config: dict[str, Any], args: argparse.Namespace) -> dict[st
         tuner = kt.BayesianOptimization(max_trials=args.max_trials, **common)
     else:
         tuner = kt.RandomSearch(max_trials=args.max_trials, **common)
-    train = data.train.repeat() if config["steps_per_epoch"] else data.train
+    train = data.train  # repeated by the recipe when steps_per_epoch is set
     callbacks = [
         keras.callbacks.EarlyStopping(monitor=recipe.MONITOR, patience=config["patience"]),
         keras.callbacks.TerminateOnNaN(),

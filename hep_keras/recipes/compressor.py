@@ -132,7 +132,7 @@ def load_data(config: dict[str, Any]) -> DataBundle:
                 ds = ds.map(symmetry_augment, num_parallel_calls=tf.data.AUTOTUNE)
             return ds.prefetch(tf.data.AUTOTUNE)
 
-        return distributed_input(build, batch)
+        return distributed_input(build, batch, repeat=shuffle and bool(config["steps_per_epoch"]))
 
     info = {
         "path": path,

@@ -130,7 +130,8 @@ def load_data(config: dict[str, Any]) -> DataBundle:
                 return tfds_images(path, split=split, **common, **shard)
             return jet_images(path, split=split, fractions=config["fractions"], **common, **shard)
 
-        return distributed_input(build, config["batch_size"])
+        repeat = split == "train" and bool(config["steps_per_epoch"])
+        return distributed_input(build, config["batch_size"], repeat=repeat)
 
     train, val = pipeline("train"), pipeline("val")
     if tfds_source:

@@ -76,9 +76,11 @@ def load_data(config: dict[str, Any]) -> DataBundle:
     normalization = fit_image_normalization(fit_batches, max_events=config["norm_fit_events"])
 
     def pipeline(split):  # one per worker under multi_worker, each reading only its shard
-        return distributed_input(
-            lambda batch, shards, index: read(split, batch, shards, index, **shared), config["batch_size"]
-        )
+        def build(batch_size, num_shards, shard_index):
+            return read(split, batch_size, num_shards, shard_index, **shared)
+
+        repeat = split == "train" and bool(config["steps_per_epoch"])
+        return distributed_input(build, config["batch_size"], repeat=repeat)
 
     return DataBundle(pipeline("train"), pipeline("val"), info, {"path": spec, "normalization": normalization})
 
