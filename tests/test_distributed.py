@@ -109,3 +109,18 @@ print(json.dumps({"a": a, "b": b, "auto": auto, "refused": refused}))
     assert result["a"] != result["b"]
     assert result["auto"] is False
     assert "logical CPU replicas" in result["refused"] and "\n" not in result["refused"]
+
+
+@pytest.mark.integration
+def test_fit_cli_with_mirrored_strategy_on_an_uneven_split(files, tmp_path):
+    """``fit ae --strategy mirrored --cpu-replicas 2`` end to end (fit, evaluation, export) on 41 events."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parents[1]), env.get("PYTHONPATH", "")])
+    run_dir, export = tmp_path / "run", tmp_path / "export"
+    args = ["ae", "--data", files["images"], "--epochs", "1", "--batch-size", "6", *VAE, "--verbose", "0"]
+    args += ["--strategy", "mirrored", "--cpu-replicas", "2", "--run-dir", run_dir, "--export-dir", export]
+    proc = subprocess.run(
+        [sys.executable, "-m", "hep_keras.fit", *map(str, args)], capture_output=True, text=True, env=env, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (run_dir / "DONE").is_file() and (export / "saved_model" / "saved_model.pb").is_file()
