@@ -107,6 +107,13 @@ def disk_mb(path: Path) -> float:
 
 # ------------------------------------------------------------------------------------------------ cases
 def _peak_rss_mb() -> float:
+    """Peak RSS of this process (VmHWM: getrusage's ru_maxrss survives exec and reports the parent's peak)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

@@ -229,35 +229,49 @@ class _BlockReader:
                 self._datasets = [(dset, _python_filters(dset)) for dset in datasets]
             return self._datasets
 
-    def __call__(self, block) -> list[np.ndarray]:
+    def _raw(self, block) -> tuple[list[np.ndarray], np.ndarray]:
+        """Per field the block's rows as stored (may be views of decompressed bytes, cropped, not yet subset),
+        the local row numbers wanted and their file event indices."""
         start, stop, rows = self.plan.rows(int(block))
-        out = []
+        local = np.arange(stop - start) if rows is None else rows
+        values = []
         for field, (dset, filters) in zip(self.fields, self._open(), strict=True):
-            values = _read_rows(dset, start, stop, filters)
-            if field == IMAGE_KEY:
-                values = _central_crop(values, self.crop)
-            if rows is not None:
-                values = values[rows]
-            events = start if rows is None else rows + start
+            raw = _read_rows(dset, start, stop, filters)
+            values.append(_central_crop(raw, self.crop) if field == IMAGE_KEY else raw)
+        return values, local, local + start
+
+    def __call__(self, block) -> list[np.ndarray]:
+        raw, local, events = self._raw(block)
+        whole = len(local) == (len(raw[0]) if raw else 0)
+        out = []
+        for field, values in zip(self.fields, raw, strict=True):
+            values = values if whole else values[local]
             check_finite_block(self.path, field, values, events)
             # an owned, writable copy: never hand TensorFlow memory that still belongs to a zlib bytes object
             out.append(np.array(values, dtype=np.float32, order="C", copy=True))
         return out
 
     def read_window(self, blocks, seed) -> list[np.ndarray]:
-        """The wanted rows of several blocks, concatenated in a random order (one copy per field).
+        """The wanted rows of several blocks in a random order, gathered straight into the output (one copy
+        per field, like :meth:`__call__`).
 
         The permutation is seeded by ``seed`` and the block ids, so a given window is reproducible and a new
         window (blocks are reshuffled every epoch) gets a new order.
         """
-        parts = [self(block) for block in np.asarray(blocks).ravel()]
-        n = sum(len(p[0]) for p in parts)
-        rng = np.random.default_rng([int(seed), *(int(b) for b in np.asarray(blocks).ravel())])
-        order = rng.permutation(n)
+        blocks = [int(b) for b in np.asarray(blocks).ravel()]
+        parts = [self._raw(block) for block in blocks]
+        sources = [(k, int(row)) for k, (_, local, _) in enumerate(parts) for row in local]
+        events = np.concatenate([part[2] for part in parts])
+        order = np.random.default_rng([int(seed), *blocks]).permutation(len(sources))
         out = []
-        for k in range(len(self.fields)):
-            values = parts[0][k] if len(parts) == 1 else np.concatenate([p[k] for p in parts])
-            out.append(np.ascontiguousarray(values[order]))
+        for f, field in enumerate(self.fields):
+            first = parts[0][0][f]
+            target = np.empty((len(sources), *first.shape[1:]), dtype=np.float32)
+            for i, j in enumerate(order):
+                k, row = sources[j]
+                target[i] = parts[k][0][f][row]
+            check_finite_block(self.path, field, target, events[order])
+            out.append(target)
         return out
 
     def close(self) -> None:
