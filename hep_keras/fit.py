@@ -92,7 +92,7 @@ def config_from_args(args: argparse.Namespace, recipe) -> dict[str, Any]:
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
         sets[key.strip()] = parse_value(value.strip())
     layers.append(("--set", sets))
-    flags = {key: getattr(args, key) for key in FLAG_KEYS}
+    flags = {key: getattr(args, key, None) for key in FLAG_KEYS}  # other commands' parsers may lack some
     if flags["jit_compile"] is not None:
         flags["jit_compile"] = parse_jit_compile(flags["jit_compile"], "--jit-compile")
     if args.mixed_precision:

@@ -37,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
         parser.add_argument(f"--{flag.replace('_', '-')}", type=int)
     parser.add_argument("--learning-rate", type=float)
     parser.add_argument("--strategy")
+    parser.add_argument("--cpu-replicas", type=int, help="without GPUs: N logical CPU devices (--strategy mirrored)")
+    parser.add_argument("--jit-compile", choices=("auto", "true", "false"), help="XLA compilation of the train step")
     parser.add_argument("--mixed-precision", action="store_true")
     parser.add_argument("--tuner", choices=TUNERS, default="random")
     parser.add_argument("--max-trials", type=int, default=10)
@@ -90,7 +92,9 @@ def tune(name: str, config: dict[str, Any], args: argparse.Namespace) -> dict[st
         project_name=project,
         overwrite=args.overwrite,
         seed=config["seed"],
-        distribution_strategy=None if config["strategy"] == "default" else make_strategy(config["strategy"]),
+        distribution_strategy=None
+        if config["strategy"] == "default"
+        else make_strategy(config["strategy"], config["cpu_replicas"]),
     )
     if args.tuner == "hyperband":
         tuner = kt.Hyperband(max_epochs=config["epochs"], **common)
