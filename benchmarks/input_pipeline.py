@@ -13,7 +13,12 @@ Cases:
   raw        h5py, one chunk row at a time: ``X_jets[i:i+chunk]`` (read + decompress), nothing else.
   all        ``jet_images(f, split="all", batch_size=256)`` iterated once (default settings).
   all-par1   the same with ``num_parallel_reads=1`` (one reader thread).
-  train      ``jet_images(f, split="train", batch_size=256)``: 80 % split, block + buffer shuffling.
+  train      ``jet_images(f, split="train", batch_size=256)``: 80 % split, block + window shuffling.
+  shuffled   ``jet_images(f, split="all", shuffle=True)``: every event, shuffled (the cost of shuffling alone;
+             ``train`` also decompresses the 20 % of events that belong to val/test, so it is capped at 0.8x).
+  tfds-all, tfds-train   ``tfds_images("tfds:quark_gluon@benchmarks/data/tfds_<N>", ...)`` — the TFDS copy of
+             the same file (built once with ``prepare_quark_gluon``; pure graph, sparse storage). The TFDS
+             ``train`` split stores only its own events, so it is not capped at 0.8x.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE / "data"
-CASES = ("raw", "all", "all-par1", "train")
+CASES = ("raw", "all", "all-par1", "train", "shuffled", "tfds-all", "tfds-train")
 IMAGE = (125, 125, 3)
 
 
@@ -86,8 +91,29 @@ def build_file(n_events: int, chunk_events: int) -> Path:
     return path
 
 
+def tfds_dir(path: Path) -> Path:
+    """TFDS data directory holding ``quark_gluon`` built from ``path`` (built on first use)."""
+    out = DATA / f"tfds_{path.stem}"
+    if not (out / "quark_gluon").exists():
+        from hep_keras.data.tfds import prepare_quark_gluon
+
+        prepare_quark_gluon(path, out)
+    return out
+
+
+def disk_mb(path: Path) -> float:
+    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file()) / 2**20
+
+
 # ------------------------------------------------------------------------------------------------ cases
 def _peak_rss_mb() -> float:
+    """Peak RSS of this process (VmHWM: getrusage's ru_maxrss survives exec and reports the parent's peak)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -113,9 +139,15 @@ def run_case(case: str, path: Path) -> dict:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         from hep_keras.data import jet_images
 
-        split = "train" if case == "train" else "all"
-        options = {"num_parallel_reads": 1 if case == "all-par1" else None}  # None = AUTOTUNE
-        ds = jet_images(path, split=split, batch_size=256, **options)
+        split = "train" if case.endswith("train") else "all"
+        if case.startswith("tfds"):
+            from hep_keras.data.tfds import tfds_images
+
+            ds = tfds_images(f"tfds:quark_gluon@{tfds_dir(path)}", split, batch_size=256)
+        else:
+            options = {"num_parallel_reads": 1 if case == "all-par1" else None}  # None = AUTOTUNE
+            shuffle = True if case == "shuffled" else None
+            ds = jet_images(path, split=split, batch_size=256, shuffle=shuffle, **options)
         rss_before = _peak_rss_mb()
         start, cpu, events = time.perf_counter(), _cpu_seconds(), 0
         for batch in ds:
@@ -183,6 +215,13 @@ def main(argv: list[str] | None = None) -> None:
         path = build_file(n_events, args.chunk_events)
         size_mb = path.stat().st_size / 2**20
         print(f"{path.name}: {size_mb:.0f} MiB on disk ({time.perf_counter() - start:.0f} s)", file=sys.stderr)
+        if any(case.startswith("tfds") for case in args.cases):
+            start = time.perf_counter()
+            print(
+                f"TFDS copy: {disk_mb(tfds_dir(path)):.0f} MiB on disk vs HDF5 {size_mb:.0f} MiB "
+                f"({time.perf_counter() - start:.0f} s)",
+                file=sys.stderr,
+            )
         for case in args.cases:
             result = {"n": n_events, **measure(case, path)}
             print(f"  {case}: {result['events_per_s']:.0f} events/s", file=sys.stderr)

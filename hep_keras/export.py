@@ -71,12 +71,40 @@ def write_atomically(
     return out_dir
 
 
+#: float dtypes every data input of an exported endpoint accepts (computation is float32 inside)
+INPUT_FLOATS = ("float32", "float64")
+
+
+def float_endpoint(fn, signature, data_args: tuple[int, ...] = (0,)):
+    """A ``tf.function`` of ``fn`` traced once per dtype of :data:`INPUT_FLOATS` for the ``data_args`` inputs.
+
+    ``signature`` lists one ``tf.TensorSpec`` per argument (float32 for the data arguments; a ``None`` batch
+    dimension). The data arguments are cast to float32 before ``fn``; the SavedModel keeps one concrete
+    function per dtype and a caller's float32 or float64 arrays select theirs. Every trace is XLA-compatible
+    when ``fn`` is (the loaded endpoint can be wrapped in ``tf.function(jit_compile=True)``).
+    """
+    import tensorflow as tf
+
+    @tf.function
+    def endpoint(*args):
+        args = [tf.cast(a, tf.float32) if i in data_args else a for i, a in enumerate(args)]
+        return fn(*args)
+
+    for dtype in INPUT_FLOATS:
+        specs = [
+            tf.TensorSpec(spec.shape, dtype if i in data_args else spec.dtype, name=spec.name)
+            for i, spec in enumerate(signature)
+        ]
+        endpoint.get_concrete_function(*specs)
+    return endpoint
+
+
 def export_image_autoencoder(model, path: Path) -> None:
     """SavedModel of a :class:`~hep_keras.models.JetImageVAE` / ``JetImageAE`` at ``path``.
 
-    Endpoints (all float32, GeV in and out; the normalisation is inside the graph):
-    ``encode(images (N,S,S,C)) -> code (N,K)``, ``decode(code (N,K)) -> images``, ``reconstruct(images) -> images``
-    with ``K = model.code_dim`` (latent mean, then the physics summary).
+    Endpoints (GeV in and out; the normalisation is inside the graph; inputs float32 or float64, outputs
+    float32, any batch size): ``encode(images (N,S,S,C)) -> code (N,K)``, ``decode(code (N,K)) -> images``,
+    ``reconstruct(images) -> images`` with ``K = model.code_dim`` (latent mean, then the physics summary).
     """
     import keras
     import tensorflow as tf
@@ -85,9 +113,9 @@ def export_image_autoencoder(model, path: Path) -> None:
     code = tf.TensorSpec([None, model.code_dim], tf.float32, name="code")
     archive = keras.export.ExportArchive()
     archive.track(model)
-    archive.add_endpoint("encode", model.encode, input_signature=[images])
-    archive.add_endpoint("decode", model.decode, input_signature=[code])
-    archive.add_endpoint("reconstruct", lambda x: model(x, training=False), input_signature=[images])
+    archive.add_endpoint("encode", float_endpoint(model.encode, [images]))
+    archive.add_endpoint("decode", float_endpoint(model.decode, [code]))
+    archive.add_endpoint("reconstruct", float_endpoint(lambda x: model(x, training=False), [images]))
     archive.write_out(str(path), verbose=False)
 
 

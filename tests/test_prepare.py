@@ -10,8 +10,8 @@ import h5py
 import numpy as np
 import pytest
 
+from hep_keras.commands.data import main
 from hep_keras.data import inspect_jet_file
-from hep_keras.data.__main__ import main
 from hep_keras.data.prepare import prepare
 from hep_keras.errors import ConfigError, DataError, OutputError
 

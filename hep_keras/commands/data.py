@@ -1,9 +1,11 @@
-"""``python -m hep_keras.data {inspect,prepare}``: check a jet-image file, or rewrite it for fast streaming.
+"""``python -m hep_keras.data {inspect,prepare,tfds}``: check a jet-image file, rewrite it for fast streaming, or
+build the ``quark_gluon`` TensorFlow Dataset from it.
 
 Examples::
 
     python -m hep_keras.data inspect quark-gluon_data-set_n139306.hdf5 [--check-values]
     python -m hep_keras.data prepare IN.h5 OUT.h5 --chunk-events 64 --compression gzip --gzip-level 4
+    python -m hep_keras.data tfds quark-gluon_data-set_n139306.hdf5 --data-dir ~/tensorflow_datasets
 
 Problems are reported as one ``error:`` line on stderr with exit status 2.
 """
@@ -34,6 +36,11 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("--shuffle", action="store_true", help="add the HDF5 byte-shuffle filter")
     prep.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     prep.add_argument("--quiet", action="store_true", help="no progress line")
+
+    build = commands.add_parser("tfds", help="build the quark_gluon TensorFlow Dataset from a jet-image file")
+    build.add_argument("file", help="HDF5 file in the schema (the CMS file or e.g. the shipped sample)")
+    build.add_argument("--data-dir", help="TFDS data directory (default $TFDS_DATA_DIR or ~/tensorflow_datasets)")
+    build.add_argument("--overwrite", action="store_true", help="rebuild an existing dataset")
     return parser
 
 
@@ -43,6 +50,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "inspect":
         print(inspect_jet_file(args.file, check_values=args.check_values).summary())
+        return 0
+    if args.command == "tfds":
+        from hep_keras.data.tfds import parse_tfds_spec, prepare_quark_gluon
+
+        data_dir = args.data_dir or str(parse_tfds_spec("tfds:quark_gluon")[1])
+        built = prepare_quark_gluon(args.file, data_dir, overwrite=args.overwrite)
+        print(f"quark_gluon ({built['config']}, {built['n_events']} events) in {built['data_dir']}")
+        print(f"use it with: --data tfds:quark_gluon@{data_dir}")
         return 0
     info = prepare(
         args.input,

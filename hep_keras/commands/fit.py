@@ -13,7 +13,13 @@ from typing import Any
 
 from hep_keras.commands import quiet_tensorflow
 from hep_keras.errors import ConfigError
-from hep_keras.training.config import check_common, load_config_file, parse_value, resolve_config
+from hep_keras.training.config import (
+    check_common,
+    load_config_file,
+    parse_jit_compile,
+    parse_value,
+    resolve_config,
+)
 from hep_keras.training.loop import fit_model
 from hep_keras.training.recipes import RECIPES, get_recipe, recipe_defaults
 
@@ -27,6 +33,8 @@ FLAG_KEYS = (
     "steps_per_epoch",
     "seed",
     "strategy",
+    "cpu_replicas",
+    "jit_compile",
 )
 
 
@@ -46,6 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--steps-per-epoch", type=int)
     parser.add_argument("--seed", type=int)
     parser.add_argument("--strategy", help="default | mirrored | multi_worker (TF_CONFIG) | tpu")
+    parser.add_argument(
+        "--cpu-replicas", type=int, help="without GPUs: split the CPU into N logical devices (--strategy mirrored)"
+    )
+    parser.add_argument("--jit-compile", choices=("auto", "true", "false"), help="XLA compilation of the train step")
     parser.add_argument("--mixed-precision", action="store_true", help="mixed_float16 compute (for GPUs)")
     parser.add_argument("--run-dir", help="run directory (default runs/<model>)")
     parser.add_argument("--export-dir", help="export directory (default saved_models/<model>)")
@@ -69,7 +81,9 @@ def config_from_args(args: argparse.Namespace, recipe) -> dict[str, Any]:
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
         sets[key.strip()] = parse_value(value.strip())
     layers.append(("--set", sets))
-    flags = {key: getattr(args, key) for key in FLAG_KEYS}
+    flags = {key: getattr(args, key, None) for key in FLAG_KEYS}  # other commands' parsers may lack some
+    if flags["jit_compile"] is not None:
+        flags["jit_compile"] = parse_jit_compile(flags["jit_compile"], "--jit-compile")
     if args.mixed_precision:
         flags["mixed_precision"] = True
     layers.append(("command line", flags))

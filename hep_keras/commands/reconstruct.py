@@ -26,7 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m hep_keras.reconstruct", description="Reconstruct jet images with an exported model."
     )
     parser.add_argument("export", help="export directory, e.g. saved_models/vae")
-    parser.add_argument("--data", help="HDF5 file in the jet-image schema (default: the shipped sample)")
+    parser.add_argument(
+        "--data", help="HDF5 file in the jet-image schema or tfds:quark_gluon[@DATA_DIR] (default: the shipped sample)"
+    )
     parser.add_argument("--out", required=True, help="output directory (must not exist unless --overwrite)")
     parser.add_argument("--events", type=int, help="reconstruct only the first N events of the file")
     parser.add_argument("--batch-size", type=int, default=64)
@@ -43,23 +45,33 @@ def reconstruct_file(export_dir: Path, data: Path, out: Path, args: argparse.Nam
     import tensorflow as tf
 
     from hep_keras.data import data_errors, inspect_jet_file, jet_images
+    from hep_keras.data.tfds import is_tfds, tfds_images, tfds_info
     from hep_keras.evaluation.images import evaluate_reconstruction
     from hep_keras.evaluation.report import write_metrics
     from hep_keras.export import load_saved_model
 
-    info = inspect_jet_file(data)
+    if is_tfds(str(data)):  # tfds:quark_gluon[@DATA_DIR]: every split, train + validation + test
+        described = tfds_info(str(data))
+        image_shape, n_events, fingerprint = described["image_shape"], described["n_events"], described["fingerprint"]
+    else:
+        info = inspect_jet_file(data)
+        image_shape, n_events, fingerprint = list(info.image_shape), info.n_events, info.fingerprint
     loaded, metadata = load_saved_model(export_dir)
     expected = metadata.get("image_shape")
-    if expected and list(info.image_shape) != list(expected):
-        raise DataError(f"{data}: images are {list(info.image_shape)} but {export_dir} expects {expected}")
+    if expected and list(image_shape) != list(expected):
+        raise DataError(f"{data}: images are {list(image_shape)} but {export_dir} expects {expected}")
     uses_steps = "steps" in metadata.get("reconstruct_args", ["images"])
-    n = info.n_events if not args.events else min(args.events, info.n_events)
-    ds = jet_images(data, "all", args.batch_size, fields=("X_jets", "y", "m0", "pt"), shuffle=False, max_events=n)
+    n = n_events if not args.events else min(args.events, n_events)
+    fields = ("X_jets", "y", "m0", "pt")
+    if is_tfds(str(data)):
+        ds = tfds_images(str(data), "all", args.batch_size, fields=fields, shuffle=False, max_events=n)
+    else:
+        ds = jet_images(data, "all", args.batch_size, fields=fields, shuffle=False, max_events=n)
     check_output_dir(out, args.overwrite)
     with atomic_directory(out) as staging:
         keep_o, keep_r, keep_y = [], [], []
         kept = 0
-        h, w, c = info.image_shape
+        h, w, c = image_shape
         with h5py.File(staging / "reconstructed.h5", "w") as f, data_errors():
             x_out = f.create_dataset(
                 "X_jets",
@@ -72,7 +84,7 @@ def reconstruct_file(export_dir: Path, data: Path, out: Path, args: argparse.Nam
             scalars = {k: f.create_dataset(k, (n,), "float32") for k in ("y", "m0", "pt")}
             f.create_dataset("index", data=np.arange(n, dtype=np.int64))
             f.attrs["source"] = str(data)
-            f.attrs["source_fingerprint"] = info.fingerprint
+            f.attrs["source_fingerprint"] = fingerprint
             f.attrs["export"] = str(export_dir)
             f.attrs["model"] = metadata.get("model", "?")
             done = 0
@@ -121,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
             raise DataError(f"--{name.replace('_', '-')} must be > 0, got {getattr(args, name)}")
     if args.events is not None and args.events <= 0:
         raise DataError(f"--events must be > 0, got {args.events}")
-    data = Path(args.data) if args.data else SAMPLE_PATH
+    data = (args.data if args.data.startswith("tfds:") else Path(args.data)) if args.data else SAMPLE_PATH
     metrics = reconstruct_file(Path(args.export), data, Path(args.out), args)
     response = metrics["response"]
     print(

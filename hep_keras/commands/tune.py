@@ -37,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
         parser.add_argument(f"--{flag.replace('_', '-')}", type=int)
     parser.add_argument("--learning-rate", type=float)
     parser.add_argument("--strategy")
+    parser.add_argument("--cpu-replicas", type=int, help="without GPUs: N logical CPU devices (--strategy mirrored)")
+    parser.add_argument("--jit-compile", choices=("auto", "true", "false"), help="XLA compilation of the train step")
     parser.add_argument("--mixed-precision", action="store_true")
     parser.add_argument("--tuner", choices=TUNERS, default="random")
     parser.add_argument("--max-trials", type=int, default=10)
@@ -68,7 +70,8 @@ def tune(name: str, config: dict[str, Any], args: argparse.Namespace) -> dict[st
     import keras_tuner as kt
 
     from hep_keras.data import data_errors
-    from hep_keras.training.runs import ensure_writable_dir, make_strategy, set_precision
+    from hep_keras.training.distribute import make_strategy
+    from hep_keras.training.runs import ensure_writable_dir, set_precision
 
     if args.max_trials <= 0:
         raise ConfigError(f"--max-trials must be > 0, got {args.max_trials}")
@@ -85,7 +88,9 @@ def tune(name: str, config: dict[str, Any], args: argparse.Namespace) -> dict[st
         project_name=project,
         overwrite=args.overwrite,
         seed=config["seed"],
-        distribution_strategy=None if config["strategy"] == "default" else make_strategy(config["strategy"]),
+        distribution_strategy=None
+        if config["strategy"] == "default"
+        else make_strategy(config["strategy"], config["cpu_replicas"]),
     )
     if args.tuner == "hyperband":
         tuner = kt.Hyperband(max_epochs=config["epochs"], **common)
@@ -93,7 +98,7 @@ def tune(name: str, config: dict[str, Any], args: argparse.Namespace) -> dict[st
         tuner = kt.BayesianOptimization(max_trials=args.max_trials, **common)
     else:
         tuner = kt.RandomSearch(max_trials=args.max_trials, **common)
-    train = data.train.repeat() if config["steps_per_epoch"] else data.train
+    train = data.train  # repeated by the recipe when steps_per_epoch is set
     callbacks = [
         keras.callbacks.EarlyStopping(monitor=recipe.MONITOR, patience=config["patience"]),
         keras.callbacks.TerminateOnNaN(),

@@ -15,8 +15,12 @@ How the reader works (and why):
   splits statistically clean (no correlation with file order) at the price of I/O; when evaluation speed
   matters, read the split once with :func:`read_events` and keep it, or write it to its own file.
 * Shuffling (default for ``"train"``): the block order is shuffled every epoch (seeded: deterministic, yet
-  different each epoch), then events go through a shuffle buffer (``shuffle_buffer`` events, default sized to
-  ~256 MiB of images). Without shuffling, events come in file order, i.e. in ``split_indices`` order.
+  different each epoch), consecutive shuffled blocks are grouped into *windows* of ``shuffle_buffer`` events
+  (rounded up to whole blocks; default ~64 MiB of images, e.g. 4 blocks of 100 CMS events) and the events of
+  a window are permuted while it is assembled — one copy, like the unshuffled path, instead of unbatch →
+  shuffle buffer → batch (two more copies and a 256 MiB buffer). A batch thus holds events of a few random
+  blocks of the file, in random order; every event is seen once per epoch. Without shuffling, events come
+  in file order, i.e. in ``split_indices`` order.
 * Memory is flat in N: apart from the split index array (8 bytes per event of the split) the pipeline holds a
   few blocks, the shuffle buffer and the prefetched batches (see ``benchmarks/README.md``).
 * NaN/Inf in the images are detected block by block while reading (one reduction per block) and raise
@@ -56,8 +60,8 @@ from hep_keras.errors import ConfigError, DataError
 
 SPLITS = ("train", "val", "test", "all")
 DEFAULT_FRACTIONS = (0.8, 0.1, 0.1)
-SHUFFLE_BUFFER_BYTES = 256 * 2**20
-"""Default shuffle-buffer budget: ``shuffle_buffer=None`` keeps ~this many bytes of events (100..10,000)."""
+SHUFFLE_BUFFER_BYTES = 64 * 2**20
+"""Default shuffle-window budget: ``shuffle_buffer=None`` mixes ~this many bytes of events (100..10,000)."""
 
 
 # ----------------------------------------------------------------------------------------------------- splits
@@ -225,19 +229,49 @@ class _BlockReader:
                 self._datasets = [(dset, _python_filters(dset)) for dset in datasets]
             return self._datasets
 
-    def __call__(self, block) -> list[np.ndarray]:
+    def _raw(self, block) -> tuple[list[np.ndarray], np.ndarray]:
+        """Per field the block's rows as stored (may be views of decompressed bytes, cropped, not yet subset),
+        the local row numbers wanted and their file event indices."""
         start, stop, rows = self.plan.rows(int(block))
-        out = []
+        local = np.arange(stop - start) if rows is None else rows
+        values = []
         for field, (dset, filters) in zip(self.fields, self._open(), strict=True):
-            values = _read_rows(dset, start, stop, filters)
-            if field == IMAGE_KEY:
-                values = _central_crop(values, self.crop)
-            if rows is not None:
-                values = values[rows]
-            events = start if rows is None else rows + start
+            raw = _read_rows(dset, start, stop, filters)
+            values.append(_central_crop(raw, self.crop) if field == IMAGE_KEY else raw)
+        return values, local, local + start
+
+    def __call__(self, block) -> list[np.ndarray]:
+        raw, local, events = self._raw(block)
+        whole = len(local) == (len(raw[0]) if raw else 0)
+        out = []
+        for field, values in zip(self.fields, raw, strict=True):
+            values = values if whole else values[local]
             check_finite_block(self.path, field, values, events)
             # an owned, writable copy: never hand TensorFlow memory that still belongs to a zlib bytes object
             out.append(np.array(values, dtype=np.float32, order="C", copy=True))
+        return out
+
+    def read_window(self, blocks, seed) -> list[np.ndarray]:
+        """The wanted rows of several blocks in a random order, gathered straight into the output (one copy
+        per field, like :meth:`__call__`).
+
+        The permutation is seeded by ``seed`` and the block ids, so a given window is reproducible and a new
+        window (blocks are reshuffled every epoch) gets a new order.
+        """
+        blocks = [int(b) for b in np.asarray(blocks).ravel()]
+        parts = [self._raw(block) for block in blocks]
+        sources = [(k, int(row)) for k, (_, local, _) in enumerate(parts) for row in local]
+        events = np.concatenate([part[2] for part in parts])
+        order = np.random.default_rng([int(seed), *blocks]).permutation(len(sources))
+        out = []
+        for f, field in enumerate(self.fields):
+            first = parts[0][0][f]
+            target = np.empty((len(sources), *first.shape[1:]), dtype=np.float32)
+            for i, j in enumerate(order):
+                k, row = sources[j]
+                target[i] = parts[k][0][f][row]
+            check_finite_block(self.path, field, target, events[order])
+            out.append(target)
         return out
 
     def close(self) -> None:
@@ -331,7 +365,8 @@ def jet_images(
         fractions: (train, val, test) fractions for the split.
         max_events: use only the first ``max_events`` events of the file, before splitting (quick runs);
             ``None`` or 0 = all.
-        shuffle_buffer: events in the shuffle buffer; default ~256 MiB worth (between 100 and 10,000).
+        shuffle_buffer: events per shuffle window (rounded up to whole blocks); default ~64 MiB worth
+            (between 100 and 10,000).
         drop_remainder: drop the last short batch (error if the split has fewer events than one batch).
         repeat: repeat forever (reshuffling every epoch); otherwise the dataset has a known cardinality.
         crop: central ``crop x crop`` window of the images, taken in the reader.
@@ -388,7 +423,7 @@ def jet_images(
         batch_size=int(batch_size),
         shuffle=(split == "train") if shuffle is None else bool(shuffle),
         seed=seed,
-        shuffle_buffer=int(shuffle_buffer),
+        window_blocks=int(np.ceil(int(shuffle_buffer) / info.block_events)),
         drop_remainder=bool(drop_remainder),
         repeat=repeat,
         num_parallel_reads=num_parallel_reads,
@@ -413,7 +448,7 @@ def _pipeline(
     batch_size: int,
     shuffle: bool,
     seed: int,
-    shuffle_buffer: int,
+    window_blocks: int,
     drop_remainder: bool,
     repeat: bool,
     num_parallel_reads: int | None,
@@ -430,18 +465,24 @@ def _pipeline(
             tensor.set_shape((None, *shape))
         return outs[0] if n_fields == 1 else tuple(outs)
 
+    def read_window(window):
+        outs = tf.numpy_function(reader.read_window, [window, seed + 1], Tout=[tf.float32] * n_fields)
+        for tensor, shape in zip(outs, shapes, strict=True):
+            tensor.set_shape((None, *shape))
+        return outs[0] if n_fields == 1 else tuple(outs)
+
     ds = tf.data.Dataset.from_tensor_slices(blocks)
     if shuffle:
         ds = ds.shuffle(len(blocks), seed=seed, reshuffle_each_iteration=True)
     if repeat:
         ds = ds.repeat()
     parallel = tf.data.AUTOTUNE if num_parallel_reads is None else int(num_parallel_reads)
-    ds = ds.map(read_block, num_parallel_calls=parallel, deterministic=True)
-    if shuffle:
-        ds = ds.unbatch().shuffle(shuffle_buffer, seed=seed + 1, reshuffle_each_iteration=True)
-        ds = ds.batch(batch_size, drop_remainder=drop_remainder)
-    else:  # blocks -> batches with one copy (unbatch + batch would copy every event twice)
-        ds = ds.rebatch(batch_size, drop_remainder=drop_remainder)
+    if shuffle:  # windows of shuffled blocks, events permuted inside each window: no unbatch/shuffle copies
+        ds = ds.batch(max(1, window_blocks)).map(read_window, num_parallel_calls=parallel, deterministic=True)
+    else:
+        ds = ds.map(read_block, num_parallel_calls=parallel, deterministic=True)
+    # windows/blocks -> batches with one copy (unbatch + batch would copy every event twice)
+    ds = ds.rebatch(batch_size, drop_remainder=drop_remainder)
     if not repeat:
         n_batches = n_events // batch_size if drop_remainder else -(-n_events // batch_size)
         ds = ds.apply(tf.data.experimental.assert_cardinality(n_batches))

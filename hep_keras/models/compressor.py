@@ -31,9 +31,9 @@ import math
 
 import keras
 import numpy as np
-import tensorflow as tf
 from keras import ops
 
+from hep_keras.models.base import LossModel
 from hep_keras.models.jet_normalization import AffineFeatures, LogFeatures, fit_affine, wrap_periodic
 
 N_FEATURES = 4
@@ -70,7 +70,7 @@ def normalization_constants(
 
 
 @keras.saving.register_keras_serializable(package="hep_keras")
-class JetCompressor(keras.Model):
+class JetCompressor(LossModel):
     """Dense autoencoder (pT, eta, phi, m) → ``latent_dim`` numbers → (pT, eta, phi, m), physical units.
 
     Args:
@@ -124,7 +124,7 @@ class JetCompressor(keras.Model):
             keras.layers.Dense(w, activation=self.activation, dtype="float32", name=f"decoder_{i}")
             for i, w in enumerate(reversed(self.widths))
         ] + [keras.layers.Dense(N_FEATURES, dtype="float32", name="output")]
-        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.track_losses(["loss"])
         self.build((None, N_FEATURES))
 
     def build(self, input_shape=None):
@@ -186,23 +186,13 @@ class JetCompressor(keras.Model):
         weights = np.array(self.loss_weights, dtype=np.float32) / np.mean(self.loss_weights)
         return ops.mean(ops.square(self.residuals(x)) * weights)
 
-    @property
-    def metrics(self):
-        return [self.loss_tracker]
+    def unpack(self, data):
+        """The jets ``(batch, 4)`` of a batch ``jets`` or ``(jets, ...)``."""
+        return data[0] if isinstance(data, tuple | list) else data
 
-    def train_step(self, data):
-        x = data[0] if isinstance(data, tuple | list) else data
-        with tf.GradientTape() as tape:
-            loss = self.jet_loss(x)
-        grads = tape.gradient(loss, self.trainable_weights)
-        self.optimizer.apply_gradients(zip(grads, self.trainable_weights, strict=True))
-        self.loss_tracker.update_state(loss)
-        return {"loss": self.loss_tracker.result()}
-
-    def test_step(self, data):
-        x = data[0] if isinstance(data, tuple | list) else data
-        self.loss_tracker.update_state(self.jet_loss(x))
-        return {"loss": self.loss_tracker.result()}
+    def compute_losses(self, x, training=False):
+        """``{"loss": jet_loss(x)}`` for physical jets ``(batch, 4)``."""
+        return {"loss": self.jet_loss(x)}
 
     # --- config ----------------------------------------------------------------------------------------------
 

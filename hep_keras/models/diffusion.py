@@ -39,6 +39,7 @@ import numpy as np
 import tensorflow as tf
 from keras import layers, ops
 
+from hep_keras.models.base import LossModel, stateless_normal
 from hep_keras.models.unet import build_unet
 
 SCHEDULES = ("cosine", "linear")
@@ -89,7 +90,7 @@ def forward_diffusion(images, noises, t, kind: str = "cosine", min_signal_rate: 
 def _stateless_normal(shape, seed, counter):
     """Standard normal noise from the stateless seed pair ``(seed, counter)`` (same pair → same numbers)."""
     pair = tf.stack([tf.cast(seed, tf.int64), tf.cast(counter, tf.int64)])
-    return tf.random.stateless_normal(shape, seed=pair, dtype=tf.float32)
+    return stateless_normal(shape, pair)  # the same numbers with and without XLA
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -176,7 +177,7 @@ class JetIntensityTransform(layers.Layer):
 # the model
 # ---------------------------------------------------------------------------------------------------------
 @keras.saving.register_keras_serializable(package="hep_keras")
-class JetDiffusion(keras.Model):
+class JetDiffusion(LossModel):
     """Conditional diffusion model of jet images; see the module docstring for the full description.
 
     Args:
@@ -232,6 +233,7 @@ class JetDiffusion(keras.Model):
         self.label_dropout = float(label_dropout)
         self.ema = float(ema)
         self.seed = int(seed)
+        self.rng_seed = self.seed
         factor = 2 ** (len(self.widths) - 1)
         self.padded_size = -(-self.image_size // factor) * factor
         self.pad_before = (self.padded_size - self.image_size) // 2
@@ -251,9 +253,8 @@ class JetDiffusion(keras.Model):
         self.network = build_unet(**unet_args, name="network")
         self.ema_network = build_unet(**unet_args, name="ema_network")
         self.ema_network.set_weights(self.network.get_weights())
-        self.ema_network.trainable = False  # updated by EMA in train_step, never by the optimizer
-        self.seed_generator = keras.random.SeedGenerator(self.seed)
-        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.ema_network.trainable = False  # updated by EMA after each step (after_step), never by the optimizer
+        self.track_losses(["loss"])
         mask = np.zeros((1, self.padded_size, self.padded_size, 1), "float32")
         inner = slice(self.pad_before, self.pad_before + self.image_size)
         mask[:, inner, inner, :] = 1.0
@@ -266,10 +267,6 @@ class JetDiffusion(keras.Model):
         weights; building it here keeps the model "built" so ``.keras`` files reload its weights."""
         self.transform.build(input_shape)
         self.built = True
-
-    @property
-    def metrics(self):
-        return [self.loss_tracker]
 
     def get_config(self):
         return {
@@ -331,12 +328,12 @@ class JetDiffusion(keras.Model):
         ``images`` normalised and padded (N, P, P, C); ``labels`` (N,) int32 in {0, 1}.
         """
         batch = ops.shape(images)[0]
-        noises = keras.random.normal(ops.shape(images), seed=self.seed_generator)
-        times = keras.random.uniform((batch,), seed=self.seed_generator)
+        noises = self.random_normal(ops.shape(images), salt=1)
+        times = self.random_uniform((batch,), salt=2)
         noise_rates, signal_rates = self.schedule_rates(ops.reshape(times, (-1, 1, 1, 1)))
         noisy = forward_diffusion(images, noises, times, self.schedule, self.min_signal_rate)
         if training and self.label_dropout > 0:
-            drop = keras.random.uniform((batch,), seed=self.seed_generator) < self.label_dropout
+            drop = self.random_uniform((batch,), salt=3) < self.label_dropout
             labels = ops.where(drop, NULL_LABEL, labels)
         outputs = network([noisy, times, labels], training=training)
         target = self._targets(images, noises, noise_rates, signal_rates)
@@ -344,28 +341,30 @@ class JetDiffusion(keras.Model):
         per_pixel = ops.square(outputs - target) * mask
         return ops.sum(per_pixel) / (ops.cast(batch, "float32") * ops.sum(mask) * self.channels)
 
-    def _unpack(self, data):
+    def unpack(self, data):
+        """``(images, labels)`` batch → normalised padded images ``(N, P, P, C)`` and int32 labels ``(N,)``."""
         images, labels = data[0], data[1]
         return self.normalize(images), ops.cast(ops.reshape(labels, (-1,)), "int32")
 
-    def train_step(self, data):
-        images, labels = self._unpack(data)
-        with tf.GradientTape() as tape:
-            loss = self.diffusion_loss(images, labels, self.network, training=True)
-        grads = tape.gradient(loss, self.network.trainable_weights)
-        self.optimizer.apply_gradients(zip(grads, self.network.trainable_weights, strict=True))
-        step = ops.cast(self.optimizer.iterations, "float32")
-        decay = ops.minimum(self.ema, (1.0 + step) / (10.0 + step))
-        for weight, ema_weight in zip(self.network.weights, self.ema_network.weights, strict=True):
-            ema_weight.assign(decay * ema_weight + (1.0 - decay) * weight)
-        self.loss_tracker.update_state(loss)
-        return {m.name: m.result() for m in self.metrics}
+    def compute_losses(self, data, training=False):
+        """``{"loss": diffusion_loss}``: the training network in training, the EMA network (used for sampling)
+        in evaluation."""
+        images, labels = data
+        network = self.network if training else self.ema_network
+        return {"loss": self.diffusion_loss(images, labels, network, training=training)}
 
-    def test_step(self, data):
-        """Validation loss of the EMA network (the one used for sampling)."""
-        images, labels = self._unpack(data)
-        self.loss_tracker.update_state(self.diffusion_loss(images, labels, self.ema_network, training=False))
-        return {m.name: m.result() for m in self.metrics}
+    def step_variables(self):
+        return self.network.trainable_weights
+
+    def after_step(self):
+        """EMA of the network's weights, decay ``min(ema, (1 + n) / (10 + n))`` at optimizer step n."""
+
+        def average(ema_weight, weight):  # runs where the EMA copy lives (each replica's device)
+            step = ops.cast(self.optimizer.iterations, "float32")
+            decay = ops.minimum(self.ema, (1.0 + step) / (10.0 + step))
+            return decay * ema_weight + (1.0 - decay) * weight
+
+        self.assign_variables(list(zip(self.ema_network.weights, self.network.weights, strict=True)), average)
 
     # --- denoising ------------------------------------------------------------------------------------
     def _network_output(self, noisy, times, labels, guidance):

@@ -148,5 +148,6 @@ def build_unet(
 
     x = layers.GroupNormalization(_groups(widths[0]), name="out_norm")(x)
     x = layers.Activation("swish", name="out_act")(x)
-    out = layers.Conv2D(channels, 3, padding="same", kernel_initializer="zeros", name="out_conv")(x)
+    # float32 output under mixed precision (the loss and the sampler work in float32)
+    out = layers.Conv2D(channels, 3, padding="same", kernel_initializer="zeros", dtype="float32", name="out_conv")(x)
     return keras.Model([noisy, times, labels], out, name=name)

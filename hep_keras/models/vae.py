@@ -37,10 +37,10 @@ from collections.abc import Sequence
 
 import keras
 import numpy as np
-import tensorflow as tf
 from keras import ops
 
 from hep_keras.data.normalization import ChannelLogScale
+from hep_keras.models.base import LossModel
 from hep_keras.models.blocks import conv_decoder, conv_encoder, pad_amounts, padded_size
 from hep_keras.physics import pixel_coordinates
 
@@ -48,7 +48,7 @@ _TINY = 1e-12
 
 
 @keras.saving.register_keras_serializable(package="hep_keras")
-class JetImageVAE(keras.Model):
+class JetImageVAE(LossModel):
     """Convolutional (variational) autoencoder of ``(N, S, S, C)`` jet images in GeV.
 
     Args:
@@ -102,6 +102,7 @@ class JetImageVAE(keras.Model):
         self.mass_weight = float(mass_weight)
         self.variational = bool(variational)
         self.seed = seed
+        self.rng_seed = seed or 0
 
         # === Layers ===
         depth = len(self.widths)
@@ -126,13 +127,12 @@ class JetImageVAE(keras.Model):
         self.decoder = conv_decoder(
             (bottom, bottom, self.widths[-1]), self.widths, self.channels, activation, "decoder"
         )
-        self.seed_generator = keras.random.SeedGenerator(seed)
         eta, phi = pixel_coordinates(self.image_size, self.image_size)
         self._kinematic_maps = np.stack([np.cosh(eta), np.cos(phi), np.sin(phi), np.sinh(eta)]).astype("float32")
 
         # === Loss trackers ===
         names = ["loss", "shape_loss", "mass_loss"] + (["kl_loss"] if self.variational else [])
-        self.trackers = [keras.metrics.Mean(name=name) for name in names]
+        self.track_losses(names)
         self.build((None, self.image_size, self.image_size, self.channels))
 
     def build(self, input_shape):
@@ -147,10 +147,6 @@ class JetImageVAE(keras.Model):
                 layer.build((None, 4 * self.latent_dim))
         self.decoder_dense.build((None, self.code_dim))
         self.built = True
-
-    @property
-    def metrics(self):
-        return self.trackers
 
     @property
     def summary_dim(self) -> int:
@@ -249,7 +245,7 @@ class JetImageVAE(keras.Model):
         """Reparameterised draw ``z = mean + exp(log_var / 2) * eps`` (the mean itself when not variational)."""
         if not self.variational:
             return z_mean
-        eps = keras.random.normal(ops.shape(z_mean), seed=self.seed_generator)
+        eps = self.random_normal(ops.shape(z_mean), salt=0)
         return z_mean + ops.exp(0.5 * z_log_var) * eps
 
     # --- losses ---------------------------------------------------------------------------------------------
@@ -289,28 +285,9 @@ class JetImageVAE(keras.Model):
         losses["loss"] = total
         return losses
 
-    def _update_trackers(self, losses):
-        for tracker in self.trackers:
-            tracker.update_state(losses[tracker.name])
-        return {tracker.name: tracker.result() for tracker in self.trackers}
-
-    @staticmethod
-    def _images(data):
+    def unpack(self, data):
+        """The images of a batch ``images`` or ``(images, ...)``."""
         return data[0] if isinstance(data, tuple | list) else data
-
-    def train_step(self, data):
-        images = self._images(data)
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        with tf.GradientTape() as tape:
-            losses = self.compute_losses(images, training=True)
-            # gradients are summed over replicas: divide so a step uses the global-batch mean
-            scaled = self.optimizer.scale_loss(losses["loss"] / replicas)
-        gradients = tape.gradient(scaled, self.trainable_weights)
-        self.optimizer.apply_gradients(zip(gradients, self.trainable_weights, strict=True))
-        return self._update_trackers(losses)
-
-    def test_step(self, data):
-        return self._update_trackers(self.compute_losses(self._images(data), training=False))
 
     def get_config(self):
         return {

@@ -29,7 +29,11 @@ COMMON_DEFAULTS: dict[str, Any] = {
     "mixed_precision": False,  # mixed_float16 compute (GPU); variables stay float32
     "jit_compile": "auto",  # XLA: "auto" (Keras decides), true, false
     "strategy": "default",  # default | mirrored | multi_worker | tpu
+    "cpu_replicas": None,  # without GPUs: N logical CPU devices for --strategy mirrored (None = 1)
 }
+
+#: values of ``jit_compile`` (XLA): Keras decides, always, never
+JIT_CHOICES = ("auto", True, False)
 
 
 def _type_ok(default: Any, value: Any) -> bool:
@@ -44,6 +48,15 @@ def _type_ok(default: Any, value: Any) -> bool:
     if isinstance(default, list):
         return isinstance(value, list | tuple)
     return isinstance(value, type(default))
+
+
+def parse_jit_compile(value: Any, source: str) -> str | bool:
+    """``jit_compile`` from a flag, ``--set`` or a file: ``"auto"``, ``True``/``False`` or ``"true"``/``"false"``."""
+    if isinstance(value, str) and value.strip().lower() in ("auto", "true", "false"):
+        value = {"auto": "auto", "true": True, "false": False}[value.strip().lower()]
+    if value not in JIT_CHOICES or isinstance(value, int | float) and not isinstance(value, bool):
+        raise ConfigError(f"{source}: config key 'jit_compile' must be auto, true or false; got {value!r}")
+    return value
 
 
 def parse_value(text: str) -> Any:
@@ -83,7 +96,9 @@ def resolve_config(defaults: dict[str, Any], *layers: tuple[str, dict[str, Any]]
                 raise ConfigError(f"{source}: unknown config key {key!r} (known keys: {known})")
             if value is None:
                 continue
-            if not _type_ok(defaults[key], value):
+            if key == "jit_compile":
+                value = parse_jit_compile(value, source)
+            if not _type_ok(defaults[key], value) and key != "jit_compile":
                 raise ConfigError(f"{source}: config key {key!r} must be {type(defaults[key]).__name__}, got {value!r}")
             if isinstance(defaults[key], float) and isinstance(value, int):
                 value = float(value)
@@ -117,7 +132,7 @@ def check_choice(config: dict[str, Any], key: str, choices: tuple[Any, ...]) -> 
 def check_common(config: dict[str, Any]) -> None:
     """Validate the values of :data:`COMMON_DEFAULTS` keys."""
     check_positive(config, "epochs", "batch_size", "learning_rate", "patience", "eval_events")
-    check_positive(config, "max_events", "steps_per_epoch")
+    check_positive(config, "max_events", "steps_per_epoch", "cpu_replicas")
     fractions = config["fractions"]
     if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-6 or fractions[0] == 0:
         raise ConfigError(f"config key 'fractions' must be three non-negative numbers summing to 1, got {fractions}")

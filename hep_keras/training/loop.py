@@ -9,7 +9,9 @@ the unfinished run.
 
 from __future__ import annotations
 
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -24,30 +26,52 @@ def fit_model(
     overwrite: bool = False,
     verbose: int | str = "auto",
 ) -> dict[str, Any]:
-    """Train ``name`` with ``config``; write the run directory and the export. Returns the test metrics."""
+    """Train ``name`` with ``config``; write the run directory and the export. Returns the test metrics.
+
+    Under ``--strategy multi_worker`` every worker runs this; only the chief writes ``run_dir`` and
+    ``export_dir``, the other workers write into a temporary directory removed at the end.
+    """
+    from hep_keras.export import check_export_target
+    from hep_keras.training.distribute import is_chief, make_strategy
+    from hep_keras.training.runs import check_run_dir
+
+    recipe = get_recipe(name)
+    # the strategy first: MultiWorkerMirroredStrategy must exist before TensorFlow runs any op
+    strategy = make_strategy(config["strategy"], config["cpu_replicas"])
+    chief = is_chief(strategy)
+    run_dir = Path(run_dir)
+    if chief:
+        check_run_dir(run_dir, overwrite)
+        if export_dir is not None:
+            check_export_target(Path(export_dir), overwrite)
+    else:  # a non-chief worker runs every step but keeps its files in a temporary directory
+        run_dir = Path(tempfile.mkdtemp(prefix="hep_keras-worker-"))
+        export_dir = None if export_dir is None else run_dir / "export"
+    try:
+        return _fit(recipe, strategy, name, config, run_dir, export_dir, overwrite and chief, verbose, chief)
+    finally:
+        if not chief:
+            shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _fit(recipe, strategy, name, config, run_dir: Path, export_dir, overwrite, verbose, chief) -> dict[str, Any]:
     import keras
 
     from hep_keras.data import data_errors
     from hep_keras.evaluation.plots import plot_history
     from hep_keras.evaluation.report import write_metrics
-    from hep_keras.export import check_export_target, write_atomically
-    from hep_keras.training.runs import make_strategy, mark_done, prepare_run_dir, set_precision, standard_callbacks
-
-    recipe = get_recipe(name)
-    run_dir = Path(run_dir)
-    resumed = prepare_run_dir(run_dir, config, overwrite)
-    if export_dir is not None:
-        check_export_target(Path(export_dir), overwrite)
-    if resumed:
-        print(f"resuming the unfinished run in {run_dir}", file=sys.stderr)
+    from hep_keras.export import write_atomically
+    from hep_keras.training.runs import mark_done, prepare_run_dir, set_precision, standard_callbacks
 
     set_precision(config["mixed_precision"])
     keras.utils.set_random_seed(config["seed"])
-    data = recipe.load_data(config)
-    strategy = make_strategy(config["strategy"])
     with strategy.scope():
+        data = recipe.load_data(config)
         model = recipe.build_model(config, data)
-    train = data.train.repeat() if config["steps_per_epoch"] else data.train
+    # the inputs are valid: only now create (or resume) the run directory
+    if prepare_run_dir(run_dir, config, overwrite) and chief:
+        print(f"resuming the unfinished run in {run_dir}", file=sys.stderr)
+    train = data.train  # repeated by the recipe when steps_per_epoch is set
     callbacks = standard_callbacks(run_dir, recipe.MONITOR, config["patience"])
     callbacks += recipe.callbacks(config, run_dir)
     with data_errors():
@@ -77,7 +101,9 @@ def fit_model(
             {"model": name, "config": config, "data": data.info},
             overwrite=overwrite,
         )
-        print(f"exported to {export_dir}", file=sys.stderr)
+        if chief:
+            print(f"exported to {export_dir}", file=sys.stderr)
     mark_done(run_dir)
-    print(f"run directory: {run_dir}", file=sys.stderr)
+    if chief:
+        print(f"run directory: {run_dir}", file=sys.stderr)
     return metrics

@@ -1,4 +1,6 @@
-"""Run directories, the standard Keras callbacks and the distribution strategy for ``hep_keras.fit``.
+"""Run directories and the standard Keras callbacks of ``hep_keras.fit``.
+
+Strategies live in :mod:`hep_keras.training.distribute`.
 
 A run directory (default ``runs/<model>``) holds::
 
@@ -35,6 +37,16 @@ def ensure_writable_dir(path: Path, what: str) -> Path:
     except OSError as err:
         raise OutputError(f"{path}: {what} is not writable ({err.strerror or err})") from None
     return path
+
+
+def check_run_dir(run_dir: Path, overwrite: bool) -> None:
+    """Fail before any work when ``run_dir`` holds a finished run (without ``overwrite``) or foreign files."""
+    if overwrite or not run_dir.exists() or not any(run_dir.iterdir()):
+        return
+    if (run_dir / DONE_MARKER).exists():
+        raise OutputError(f"{run_dir}: holds a finished run; pass --overwrite or choose another --run-dir")
+    if not (run_dir / "config.json").exists():
+        raise OutputError(f"{run_dir}: exists and is not a hep_keras run directory; choose another --run-dir")
 
 
 def prepare_run_dir(run_dir: Path, config: dict[str, Any], overwrite: bool) -> bool:
@@ -89,25 +101,6 @@ def standard_callbacks(run_dir: Path, monitor: str, patience: int) -> list:
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
         keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False),
     ]
-
-
-def make_strategy(name: str):
-    """Return the ``tf.distribute`` strategy for ``name``: default | mirrored | multi_worker | tpu.
-
-    ``multi_worker`` reads the cluster from ``TF_CONFIG``; ``tpu`` resolves the local/Cloud TPU.
-    """
-    import tensorflow as tf
-
-    if name == "default":
-        return tf.distribute.get_strategy()
-    if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    if name == "multi_worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
-    tf.config.experimental_connect_to_cluster(resolver)
-    tf.tpu.experimental.initialize_tpu_system(resolver)
-    return tf.distribute.TPUStrategy(resolver)
 
 
 def set_precision(mixed: bool) -> None:

@@ -26,7 +26,7 @@ class DataBundle:
     """What a recipe's ``load_data`` returns; each recipe subclasses it with its own typed fields.
 
     Attributes:
-        train: ``tf.data.Dataset`` of training batches (repeat not applied; Keras iterates it per epoch).
+        train: ``tf.data.Dataset`` of training batches, repeated forever when ``steps_per_epoch`` is set.
         val: ``tf.data.Dataset`` of validation batches.
         info: JSON-able description of the input (path, fingerprint, n_events, shapes, ...); goes into
             ``metadata.json`` of the export and ``report.md``.

@@ -103,8 +103,14 @@ def load_data(config: dict[str, Any]) -> JetData:
 
     from hep_keras.data.jets import read_jets, split_tree
     from hep_keras.data.schema import fingerprint
+    from hep_keras.training.distribute import distributed_input
 
     path = str(data_path(config))
+    if path.startswith("tfds:"):
+        raise ConfigError(
+            f"--data {path}: the compressor trains on jet 4-vector tables (pt, eta, phi, m); the TFDS datasets "
+            "hold jet images - pass a table (HDF5 jets/, parquet, npz, CSV, ROOT)"
+        )
     table = read_jets(
         path,
         columns=config["columns"],
@@ -121,13 +127,17 @@ def load_data(config: dict[str, Any]) -> JetData:
     batch = config["batch_size"]
 
     def pipeline(rows: np.ndarray, shuffle: bool):
-        ds = tf.data.Dataset.from_tensor_slices(jets[rows])
-        if shuffle:
-            ds = ds.shuffle(min(len(rows), 1_000_000), seed=config["seed"], reshuffle_each_iteration=True)
-        ds = ds.batch(batch)
-        if shuffle and config["augment"]:
-            ds = ds.map(symmetry_augment, num_parallel_calls=tf.data.AUTOTUNE)
-        return ds.prefetch(tf.data.AUTOTUNE)
+        def build(batch_size: int, num_shards: int, shard_index: int):  # a worker keeps every num_shards-th row
+            shard = rows[shard_index::num_shards]
+            ds = tf.data.Dataset.from_tensor_slices(jets[shard])
+            if shuffle:
+                ds = ds.shuffle(min(len(shard), 1_000_000), seed=config["seed"], reshuffle_each_iteration=True)
+            ds = ds.batch(batch_size)
+            if shuffle and config["augment"]:
+                ds = ds.map(symmetry_augment, num_parallel_calls=tf.data.AUTOTUNE)
+            return ds.prefetch(tf.data.AUTOTUNE)
+
+        return distributed_input(build, batch, repeat=shuffle and bool(config["steps_per_epoch"]))
 
     info = {
         "path": path,
@@ -157,6 +167,7 @@ def build_model(config: dict[str, Any], data: JetData):
     import keras
 
     from hep_keras.models.compressor import JetCompressor, normalization_constants
+    from hep_keras.training.distribute import resolve_jit_compile
 
     train = data.jets[data.train_idx]
     shift, scale = normalization_constants(config["normalization"], train, config["mass_offset"])
@@ -170,7 +181,8 @@ def build_model(config: dict[str, Any], data: JetData):
         mass_offset=config["mass_offset"],
         loss_weights=config["loss_weights"],
     )
-    model.compile(optimizer=keras.optimizers.Adam(config["learning_rate"]), jit_compile=config["jit_compile"])
+    optimizer = keras.optimizers.Adam(config["learning_rate"])
+    model.compile(optimizer=optimizer, jit_compile=resolve_jit_compile(config["jit_compile"]))
     return model
 
 
@@ -231,22 +243,24 @@ def export(model, config: dict[str, Any], data: JetData, staging_dir: Path) -> d
     import keras
     import tensorflow as tf
 
-    from hep_keras.export import KERAS_FILE, SAVED_MODEL_DIR
+    from hep_keras.export import KERAS_FILE, SAVED_MODEL_DIR, float_endpoint
 
     archive = keras.export.ExportArchive()
     archive.track(model)
-    archive.add_endpoint("encode", model.encode, input_signature=[tf.TensorSpec((None, 4), tf.float32)])
-    archive.add_endpoint("decode", model.decode, input_signature=[tf.TensorSpec((None, model.latent_dim), tf.float32)])
+    jets = tf.TensorSpec((None, 4), tf.float32, name="jets")
+    latent = tf.TensorSpec((None, model.latent_dim), tf.float32, name="latent")
+    archive.add_endpoint("encode", float_endpoint(model.encode, [jets]))  # float32 or float64 in
+    archive.add_endpoint("decode", float_endpoint(model.decode, [latent]))
     archive.write_out(str(Path(staging_dir) / SAVED_MODEL_DIR), verbose=False)
     model.save(str(Path(staging_dir) / KERAS_FILE))
     return {
         "endpoints": {
             "encode": {
-                "input": "(N, 4) float32 pt [GeV], eta, phi [rad], m [GeV]",
+                "input": "(N, 4) float32 or float64 pt [GeV], eta, phi [rad], m [GeV]",
                 "output": "(N, 3) float32",
             },
             "decode": {
-                "input": f"(N, {model.latent_dim}) float32",
+                "input": f"(N, {model.latent_dim}) float32 or float64",
                 "output": "(N, 4) float32 pt, eta, phi, m",
             },
         },

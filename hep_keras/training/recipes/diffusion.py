@@ -111,37 +111,56 @@ search_space = learning_rate_space
 
 
 def load_data(config: dict[str, Any]) -> DiffusionData:
-    """Streams of ``(images (B, S, S, 3) GeV, labels (B,))`` and the intensity transform fitted on train."""
-    from hep_keras.data import inspect_jet_file, jet_images, read_events
-    from hep_keras.models.diffusion import fit_intensity_transform
+    """Streams of ``(images (B, S, S, 3) GeV, labels (B,))`` and the intensity transform fitted on train.
 
-    path = data_path(config)
-    info = inspect_jet_file(path)
-    height, width = info.image_shape[:2]
+    ``config["data"]``: an HDF5 file (default the shipped sample) or ``tfds:quark_gluon[@DATA_DIR]``.
+    """
+    from hep_keras.data import inspect_jet_file, jet_images, read_events
+    from hep_keras.data.tfds import is_tfds, tfds_images, tfds_info, tfds_read
+    from hep_keras.models.diffusion import fit_intensity_transform
+    from hep_keras.training.distribute import distributed_input
+
+    tfds_source = is_tfds(config["data"])
+    if tfds_source:
+        path = config["data"]
+        described = tfds_info(path)
+        shape, fingerprint, n_file = described["image_shape"], described["fingerprint"], described["n_events"]
+    else:
+        path = data_path(config)
+        info = inspect_jet_file(path)
+        shape, fingerprint, n_file = list(info.image_shape), info.fingerprint, info.n_events
+    height, width = shape[:2]
     crop = config["crop"] or None
     if crop is not None and crop > min(height, width):
         raise ConfigError(f"config key 'crop' ({crop}) is larger than the images of {path} ({height}x{width})")
     if crop is None and height != width:
         raise ConfigError(f"{path}: images are {height}x{width}; the diffusion model needs square images or a crop")
-    n_events = min(info.n_events, config["max_events"] or info.n_events)
-    common = {
-        "batch_size": config["batch_size"],
-        "fields": ("X_jets", "y"),
-        "seed": config["seed"],
-        "fractions": config["fractions"],
-        "max_events": config["max_events"],
-        "crop": crop,
-    }
-    train = jet_images(path, split="train", **common)
-    val = jet_images(path, split="val", **common)
-    fit_idx = _split(config, n_events, "train")[: config["norm_events"]]
-    transform = fit_intensity_transform(read_events(path, fit_idx, fields=("X_jets",), crop=crop)["X_jets"])
+    n_events = min(n_file, config["max_events"] or n_file)
+    common = {"fields": ("X_jets", "y"), "seed": config["seed"], "max_events": config["max_events"], "crop": crop}
+
+    def pipeline(split):  # one per worker under multi_worker, each reading only its shard
+        def build(batch_size, num_shards, shard_index):
+            shard = {"batch_size": batch_size, "num_shards": num_shards, "shard_index": shard_index}
+            if tfds_source:
+                return tfds_images(path, split=split, **common, **shard)
+            return jet_images(path, split=split, fractions=config["fractions"], **common, **shard)
+
+        repeat = split == "train" and bool(config["steps_per_epoch"])
+        return distributed_input(build, config["batch_size"], repeat=repeat)
+
+    train, val = pipeline("train"), pipeline("val")
+    if tfds_source:
+        fit_images = tfds_read(path, "train", config["norm_events"], fields=("X_jets",), crop=crop)["X_jets"]
+    else:
+        fit_idx = _split(config, n_events, "train")[: config["norm_events"]]
+        fit_images = read_events(path, fit_idx, fields=("X_jets",), crop=crop)["X_jets"]
+    transform = fit_intensity_transform(fit_images)
     image_size = crop or height
     data_info = {
         "path": str(path),
-        "fingerprint": info.fingerprint,
+        "fingerprint": fingerprint,
         "n_events": n_events,
-        "image_shape": list(info.image_shape),
+        "image_shape": list(shape),
         "crop": crop,
         "model_image_size": image_size,
     }
@@ -156,6 +175,7 @@ def build_model(config: dict[str, Any], data: DiffusionData):
     import keras
 
     from hep_keras.models.diffusion import JetDiffusion
+    from hep_keras.training.distribute import resolve_jit_compile
 
     model = JetDiffusion(
         image_size=data.image_size,
@@ -163,7 +183,7 @@ def build_model(config: dict[str, Any], data: DiffusionData):
         **data.transform,
         name="jet_diffusion",
     )
-    jit = config["jit_compile"] if isinstance(config["jit_compile"], bool) else True  # XLA: -25 % time/step on CPU
+    jit = resolve_jit_compile(config["jit_compile"], auto=True)  # XLA: -25 % time/step on CPU
     model.compile(
         optimizer=keras.optimizers.Adam(config["learning_rate"], global_clipnorm=1.0),
         jit_compile=jit,
@@ -175,7 +195,14 @@ def build_model(config: dict[str, Any], data: DiffusionData):
 def heldout_events(config: dict[str, Any], data: DiffusionData) -> dict[str, np.ndarray]:
     """Up to ``eval_events`` real events from the validation + test splits (never trained on)."""
     from hep_keras.data import read_events
+    from hep_keras.data.tfds import is_tfds, tfds_read
 
+    if is_tfds(data.path):  # the first events of validation, then test
+        parts = [
+            tfds_read(data.path, split, config["eval_events"], ("X_jets", "y"), data.crop) for split in ("val", "test")
+        ]
+        events = {key: np.concatenate([p[key] for p in parts])[: config["eval_events"]] for key in ("X_jets", "y")}
+        return events
     n = data.n_events
     idx = np.concatenate([_split(config, n, "val"), _split(config, n, "test")])
     idx = np.sort(np.random.default_rng(config["seed"]).permutation(idx)[: config["eval_events"]])
@@ -290,6 +317,7 @@ def export(model, config: dict[str, Any], data: DiffusionData, staging_dir: Path
     """Write ``model.keras`` and ``saved_model/`` (endpoints below) into ``staging_dir``."""
     import keras
 
+    from hep_keras.export import float_endpoint
     from hep_keras.models.diffusion import (
         make_partial_reconstruct_fn,
         make_reconstruct_fn,
@@ -307,6 +335,8 @@ def export(model, config: dict[str, Any], data: DiffusionData, staging_dir: Path
         ("reconstruct", make_reconstruct_fn(model)),
         ("reconstruct_partial", make_partial_reconstruct_fn(model)),
     ):
+        if name.startswith("reconstruct"):  # images may come as float32 or float64
+            fn = float_endpoint(fn, fn.input_signature)
         archive.add_endpoint(name, fn)
     archive.write_out(str(staging_dir / "saved_model"), verbose=False)
     size = data.image_size
@@ -323,7 +353,7 @@ def export(model, config: dict[str, Any], data: DiffusionData, staging_dir: Path
             f"-> (n, {size}, {size}, 3) float32 GeV",
             "sample_labels": "sample_labels(labels: (N,) int32, steps: int32, seed: int64, guidance: float32, "
             f"eta: float32) -> (N, {size}, {size}, 3) float32 GeV",
-            "reconstruct": "reconstruct(images: (N, H, W, 3) float32 GeV with H, W >= "
+            "reconstruct": "reconstruct(images: (N, H, W, 3) float32 or float64 GeV with H, W >= "
             f"{size}, steps: int32) -> (N, H, W, 3) GeV; deterministic DDIM inversion of the central "
             f"{size}x{size} window, 0 GeV outside it",
             "reconstruct_partial": "reconstruct_partial(images, steps: int32, strength: float32 in (0, 1], "

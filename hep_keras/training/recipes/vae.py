@@ -58,24 +58,50 @@ callbacks = no_callbacks
 
 
 def load_data(config: dict[str, Any]) -> ImageData:
-    """Validate the file, stream train/val splits, fit the per-channel normalisation on the training split."""
+    """Validate the input, stream train/val splits, fit the per-channel normalisation on the training split.
+
+    ``config["data"]``: an HDF5 file (default the shipped sample) or ``tfds:quark_gluon[@DATA_DIR]``.
+    """
     from hep_keras.data import inspect_jet_file, jet_images
     from hep_keras.data.normalization import fit_image_normalization
+    from hep_keras.data.tfds import is_tfds, tfds_images, tfds_info
+    from hep_keras.training.distribute import distributed_input
 
-    path = data_path(config)
-    info = inspect_jet_file(path)
-    kwargs = _split_kwargs(config)
-    train = jet_images(path, "train", config["batch_size"], **kwargs)
-    val = jet_images(path, "val", config["batch_size"], **kwargs)
-    fit_batches = jet_images(path, "train", 256, shuffle=False, **kwargs).as_numpy_iterator()
+    if is_tfds(config["data"]):
+        spec = config["data"]
+        info = tfds_info(spec)
+        shared = {"seed": config["seed"], "max_events": config["max_events"]}
+
+        def read(split, batch_size, num_shards=1, shard_index=0, **kwargs):
+            return tfds_images(spec, split, batch_size, num_shards=num_shards, shard_index=shard_index, **kwargs)
+
+        fit_batches = read("train", 256, shuffle=False, **shared).as_numpy_iterator()
+    else:
+        spec = data_path(config)
+        info = image_file_info(inspect_jet_file(spec))
+        shared = _split_kwargs(config)
+
+        def read(split, batch_size, num_shards=1, shard_index=0, **kwargs):
+            return jet_images(spec, split, batch_size, num_shards=num_shards, shard_index=shard_index, **kwargs)
+
+        fit_batches = read("train", 256, shuffle=False, **shared).as_numpy_iterator()
     normalization = fit_image_normalization(fit_batches, max_events=config["norm_fit_events"])
-    return ImageData(train, val, image_file_info(info), path=path, normalization=normalization)
+
+    def pipeline(split):  # one per worker under multi_worker, each reading only its shard
+        def build(batch_size, num_shards, shard_index):
+            return read(split, batch_size, num_shards, shard_index, **shared)
+
+        repeat = split == "train" and bool(config["steps_per_epoch"])
+        return distributed_input(build, config["batch_size"], repeat=repeat)
+
+    return ImageData(pipeline("train"), pipeline("val"), info, path=spec, normalization=normalization)
 
 
 def build_model(config: dict[str, Any], data: ImageData, variational: bool = True):
     import keras
 
     from hep_keras.models import JetImageAE, JetImageVAE
+    from hep_keras.training.distribute import resolve_jit_compile
 
     h, w, c = data.info["image_shape"]
     if h != w:
@@ -96,7 +122,7 @@ def build_model(config: dict[str, Any], data: ImageData, variational: bool = Tru
         model = JetImageAE(**kwargs)
     model.compile(
         optimizer=keras.optimizers.Adam(config["learning_rate"]),
-        jit_compile=config["jit_compile"],
+        jit_compile=resolve_jit_compile(config["jit_compile"]),
     )
     return model
 
@@ -104,7 +130,14 @@ def build_model(config: dict[str, Any], data: ImageData, variational: bool = Tru
 def test_events(config: dict[str, Any], data: ImageData) -> dict[str, np.ndarray]:
     """The first ``eval_events`` events of the test split: ``X_jets`` (GeV), ``y``, ``m0``, ``pt``."""
     from hep_keras.data import read_events, split_indices
+    from hep_keras.data.tfds import is_tfds, tfds_read
 
+    if is_tfds(data.path):
+        arrays = tfds_read(data.path, "test", config["eval_events"])
+        arrays["index"] = np.arange(len(arrays["y"]))
+        if not len(arrays["y"]):
+            raise ConfigError(f"{data.path}: the test split is empty")
+        return arrays
     n = data.info["n_events"] if not config["max_events"] else min(config["max_events"], data.info["n_events"])
     index = split_indices(n, "test", tuple(config["fractions"]), config["seed"])[: config["eval_events"]]
     if index.size == 0:
@@ -143,9 +176,9 @@ def export(model, config: dict[str, Any], data: ImageData, staging_dir: Path) ->
     h, w, c = data.info["image_shape"]
     return {
         "endpoints": {
-            "encode": f"images float32 (N,{h},{w},{c}) GeV -> code float32 (N,{model.code_dim})",
-            "decode": f"code float32 (N,{model.code_dim}) -> images float32 (N,{h},{w},{c}) GeV",
-            "reconstruct": f"images float32 (N,{h},{w},{c}) GeV -> images float32 (N,{h},{w},{c}) GeV",
+            "encode": f"images float32|float64 (N,{h},{w},{c}) GeV -> code float32 (N,{model.code_dim})",
+            "decode": f"code float32|float64 (N,{model.code_dim}) -> images float32 (N,{h},{w},{c}) GeV",
+            "reconstruct": f"images float32|float64 (N,{h},{w},{c}) GeV -> images float32 (N,{h},{w},{c}) GeV",
         },
         "reconstruct_args": ["images"],
         "image_shape": [h, w, c],
