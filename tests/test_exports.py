@@ -10,8 +10,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from hep_keras.training.recipes.base import DataBundle
-
 SIZE = 16
 
 
@@ -41,7 +39,7 @@ def test_image_autoencoder_endpoints(variational, tmp_path):
     kwargs = {"image_size": SIZE, "widths": [8, 8], "latent_dim": 2, "zero_thresholds": [0.05, 0.05, 0.05]}
     model = JetImageVAE(**kwargs) if variational else JetImageAE(**kwargs)
     norm = {"scales": [1.0] * 3, "norms": [1.0] * 3, "energy_scales": [1.0] * 3, "mass_scale": 1.0}
-    data = DataBundle(None, None, {"image_shape": [SIZE, SIZE, 3]}, {"normalization": norm})
+    data = recipe.ImageData(None, None, {"image_shape": [SIZE, SIZE, 3]}, normalization=norm)
     recipe.export(model, {}, data, tmp_path)
     loaded = tf.saved_model.load(str(tmp_path / "saved_model"))
     for n in (1, 5):
@@ -60,7 +58,7 @@ def test_compressor_endpoints(tmp_path):
     from hep_keras.training.recipes import compressor as recipe
 
     model = JetCompressor(widths=[16, 8])
-    recipe.export(model, {}, DataBundle(None, None, {}, {}), tmp_path)
+    recipe.export(model, {}, recipe.JetData(None, None, {}), tmp_path)
     loaded = tf.saved_model.load(str(tmp_path / "saved_model"))
     jets = toy_table(7).four_vectors(np.float64)  # float64 is what a physicist's table holds
     for n in (1, 7):
@@ -76,7 +74,7 @@ def test_diffusion_endpoints(tmp_path):
     x = images(5, size=8)
     transform = fit_intensity_transform(x)
     model = JetDiffusion(image_size=8, widths=[8, 8], embed_dim=8, attention=False, **transform)
-    data = DataBundle(None, None, {}, {"image_size": 8, "crop": 8, "transform": transform})
+    data = recipe.DiffusionData(None, None, {}, image_size=8, crop=8, transform=transform)
     recipe.export(model, {}, data, tmp_path)
     loaded = tf.saved_model.load(str(tmp_path / "saved_model"))
     steps, seed = tf.constant(3, tf.int32), tf.constant(4, tf.int64)
