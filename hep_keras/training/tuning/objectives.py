@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import weakref
 from typing import Any
 
 import keras
@@ -33,6 +34,9 @@ import numpy as np
 from hep_keras.errors import ConfigError
 
 DIRECTIONS = ("min", "max")
+#: fewest validation events of the two-sample AUC: its gradient-boosted trees need >= 20 events per leaf
+MIN_TWO_SAMPLE_EVENTS = 32
+_SAMPLERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> traced sampler, one per trial
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,8 +132,10 @@ def two_sample_auc(model, reference: dict[str, Any]) -> float:
     from hep_keras.evaluation import fidelity as F
     from hep_keras.models.diffusion import make_sample_labels_fn, sample_in_batches
 
+    if model not in _SAMPLERS:
+        _SAMPLERS[model] = make_sample_labels_fn(model)  # traced once per trial, not once per epoch
     generated = sample_in_batches(
-        make_sample_labels_fn(model), reference["labels"], steps=reference["steps"], seed=reference["seed"]
+        _SAMPLERS[model], reference["labels"], steps=reference["steps"], seed=reference["seed"]
     )
     return F.two_sample_auc_hl(reference["images"], generated, folds=3, seed=reference["seed"])["auc"]
 
@@ -152,6 +158,11 @@ def objective_reference(name: str, model_name: str, config: dict[str, Any], data
         return emd_ratio_reference(val, train, data.normalization.get("zero_thresholds"))
     if name == "val_two_sample_auc":
         images, labels = take_events(data.val, n_events)
+        if len(images) < MIN_TWO_SAMPLE_EVENTS:
+            raise ConfigError(
+                f"{data.info['path']}: the validation split has {len(images)} events, the two-sample AUC objective "
+                f"needs >= {MIN_TWO_SAMPLE_EVENTS} (use more events, --objective-events, or --objective val_loss)"
+            )
         return {"images": images, "labels": labels.astype(np.int32), "steps": config["sample_steps"]} | {
             "seed": config["seed"]
         }

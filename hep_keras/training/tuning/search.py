@@ -95,7 +95,7 @@ def run_search(name: str, config: dict[str, Any], options: SearchOptions) -> dic
         objective=kt.Objective(objective.name, direction=objective.direction),
         directory=str(directory),
         project_name=project,
-        overwrite=options.overwrite,
+        overwrite=options.overwrite and chief,  # a worker must never delete the shared project
         seed=config["seed"],
         distribution_strategy=None if config["strategy"] == "default" else make_strategy(config["strategy"]),
         on_trial_end=summarise,
