@@ -108,6 +108,13 @@ def test_objective_names_and_directions():
         resolve_objective("val_emd_ratio", "compressor")
     with pytest.raises(ConfigError, match="direction must be 'min' or 'max'"):
         resolve_objective("val_loss:up", "vae")
+    from hep_keras.training.tuning.search import SearchOptions, check_options
+
+    with pytest.raises(ConfigError, match="--initial-points needs --tuner bayesian"):
+        check_options("vae", SearchOptions(space=Path("x"), tuner="random", initial_points=3))
+    assert (
+        check_options("vae", SearchOptions(space=Path("x"), tuner="bayesian", initial_points=3)).name == "val_emd_ratio"
+    )
 
 
 class _Fixed:

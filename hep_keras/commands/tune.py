@@ -44,6 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--objective-events", type=int, default=64, help="validation events for the objective")
     parser.add_argument("--tuner", choices=TUNERS, default="random")
     parser.add_argument("--max-trials", type=int, default=10)
+    parser.add_argument(
+        "--initial-points",
+        type=int,
+        help="bayesian: random trials before the Gaussian process (default 3 per dimension)",
+    )
     parser.add_argument("--directory", default="tuning/results", help="where Keras Tuner keeps its trials")
     parser.add_argument("--project-name", help="default: the model name")
     parser.add_argument("--export-dir", help="export of the re-trained best model (default saved_models/<model>-tuned)")
@@ -70,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         project=args.project_name,
         export_dir=None if args.no_export else Path(args.export_dir or Path("saved_models") / f"{args.model}-tuned"),
         objective_events=args.objective_events,
+        initial_points=args.initial_points,
         overwrite=args.overwrite,
         verbose=args.verbose,
     )

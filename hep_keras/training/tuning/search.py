@@ -31,6 +31,7 @@ class SearchOptions:
     project: str | None = None  # default: the model name
     export_dir: Path | None = None  # None = no re-training / export
     objective_events: int = 64
+    initial_points: int | None = None  # Bayesian: random trials before the Gaussian process (None: 3 per dimension)
     overwrite: bool = False
     verbose: int = 1
 
@@ -44,6 +45,8 @@ def check_options(name: str, options: SearchOptions):
         raise ConfigError(f"--max-trials must be > 0, got {options.max_trials}")
     if options.objective_events < 4:
         raise ConfigError(f"--objective-events must be >= 4, got {options.objective_events}")
+    if options.initial_points is not None and (options.tuner != "bayesian" or options.initial_points < 1):
+        raise ConfigError(f"--initial-points needs --tuner bayesian and a value >= 1, got {options.initial_points}")
     if options.tuner not in TUNERS:
         raise ConfigError(f"--tuner must be one of {', '.join(TUNERS)}, got {options.tuner!r}")
     return resolve_objective(options.objective, name)
@@ -103,6 +106,14 @@ def run_search(name: str, config: dict[str, Any], options: SearchOptions) -> dic
     )
     if options.tuner == "hyperband":
         tuner = make_tuner("hyperband", max_epochs=config["epochs"], max_retries_per_trial=1, **common)
+    elif options.tuner == "bayesian":
+        tuner = make_tuner(
+            "bayesian",
+            max_trials=options.max_trials,
+            num_initial_points=options.initial_points,
+            max_retries_per_trial=1,
+            **common,
+        )
     else:
         tuner = make_tuner(options.tuner, max_trials=options.max_trials, max_retries_per_trial=1, **common)
     train = data.train.repeat() if config["steps_per_epoch"] else data.train
