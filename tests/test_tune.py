@@ -263,3 +263,21 @@ def test_vae_search_with_the_emd_objective(tmp_path, make_jet_file):
     assert not (tmp_path / "saved_models").exists()
     with pytest.raises(ConfigError, match="--max-trials must be > 0"):
         tune_main(["vae", "--data", str(data), "--max-trials", "0", "--directory", str(tmp_path / "t2")])
+
+
+def test_trials_that_keep_failing_end_the_search_with_one_error(tmp_path, monkeypatch):
+    from hep_keras.commands.tune import main as tune_main
+    from hep_keras.training.recipes import compressor
+
+    def broken(config, run_dir):
+        raise ValueError("boom in the trial")
+
+    monkeypatch.setattr(compressor, "callbacks", broken)
+    write_jets(tmp_path / "jets.h5", n=200)
+    (tmp_path / "space.toml").write_text(TINY_COMPRESSOR_SPACE)
+    args = ["compressor", "--data", str(tmp_path / "jets.h5"), "--space", str(tmp_path / "space.toml")]
+    args += ["--epochs", "1", "--max-trials", "5", "--directory", str(tmp_path / "r"), "--verbose", "0", "--no-export"]
+    with pytest.raises(
+        ConfigError, match=r"3 trials in a row failed; the last one with: ValueError: boom in the trial"
+    ):
+        tune_main(args)

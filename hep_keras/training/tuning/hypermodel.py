@@ -52,7 +52,9 @@ class RecipeHyperModel(kt.HyperModel):
         return {**self.config, **self.space.overrides(hp)}
 
     def build(self, hp):
-        return self.recipe.build_model(self.trial_config(hp), self.data)
+        config = self.trial_config(hp)
+        self.recipe.validate(config)  # a combination of values the recipe rejects fails this trial only
+        return self.recipe.build_model(config, self.data)
 
     def fit(self, hp, model, *args, callbacks=None, **kwargs):
         config = self.trial_config(hp)

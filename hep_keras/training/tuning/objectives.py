@@ -150,7 +150,7 @@ def mass_sigma(model, reference: dict[str, Any]) -> float:
     return float(np.std(residuals(jets, restored, reference["min_mass"])["m"]))
 
 
-def objective_reference(name: str, model_name: str, config: dict[str, Any], data, n_events: int) -> dict[str, Any]:
+def objective_reference(name: str, config: dict[str, Any], data, n_events: int) -> dict[str, Any]:
     """What :class:`ObjectiveCallback` needs for ``name``: validation events (+ baseline), taken once."""
     if name == "val_emd_ratio":
         val = take_events(data.val, n_events)

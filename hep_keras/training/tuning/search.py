@@ -80,14 +80,14 @@ def run_search(name: str, config: dict[str, Any], options: SearchOptions) -> dic
     directory = ensure_writable_dir(Path(options.directory), "tuning directory")
     project_dir = directory / project
     run_dir = project_dir / "best_run"
-    if run_dir.is_dir() and (run_dir / "DONE").exists() and not options.overwrite:
+    if chief and (run_dir / "DONE").exists() and not options.overwrite:
         raise OutputError(f"{run_dir}: the best configuration was already re-trained; pass --overwrite")
 
     set_precision(config["mixed_precision"])
     keras.utils.set_random_seed(config["seed"])
     with data_errors():
         data = recipe.load_data(config)
-        reference = objective_reference(objective.name, name, config, data, options.objective_events)
+        reference = objective_reference(objective.name, config, data, options.objective_events)
     hypermodel = RecipeHyperModel(recipe, config, data, space, objective, reference, project_dir)
 
     def summarise(path: Path) -> dict:
@@ -117,15 +117,21 @@ def run_search(name: str, config: dict[str, Any], options: SearchOptions) -> dic
     else:
         tuner = make_tuner(options.tuner, max_trials=options.max_trials, max_retries_per_trial=1, **common)
     train = data.train.repeat() if config["steps_per_epoch"] else data.train
-    with data_errors():
-        tuner.search(
-            train,
-            validation_data=data.val,
-            epochs=config["epochs"],
-            steps_per_epoch=config["steps_per_epoch"],
-            shuffle=False,
-            verbose=options.verbose,
-        )
+    try:
+        with data_errors():
+            tuner.search(
+                train,
+                validation_data=data.val,
+                epochs=config["epochs"],
+                steps_per_epoch=config["steps_per_epoch"],
+                shuffle=False,
+                verbose=options.verbose,
+            )
+    except RuntimeError as err:  # Keras Tuner gives up after max_consecutive_failed_trials failed trials
+        if "consecutive failures" not in str(err):
+            raise
+        last = [line for line in str(err).splitlines() if line.strip()][-1]
+        raise ConfigError(f"{project_dir}: 3 trials in a row failed; the last one with: {last}") from None
     if not chief:
         return {}  # workers report to the chief; only the chief summarises
     results = summarise(project_dir)
