@@ -281,3 +281,16 @@ def test_trials_that_keep_failing_end_the_search_with_one_error(tmp_path, monkey
         ConfigError, match=r"3 trials in a row failed; the last one with: ValueError: boom in the trial"
     ):
         tune_main(args)
+
+
+def test_resuming_with_other_settings_is_refused(tmp_path):
+    from hep_keras.training.tuning.search import check_same_search
+
+    description = {"model": "vae", "config": {"epochs": 2, "seed": 0}, "space": {}, "objective": ["a", "min"]}
+    check_same_search(tmp_path, description)  # nothing there yet
+    (tmp_path / "search.json").write_text(json.dumps(description))
+    check_same_search(tmp_path, description)  # same search: resumes
+    with pytest.raises(ConfigError, match=r"different settings \(changed: epochs\); run the same command"):
+        check_same_search(tmp_path, {**description, "config": {"epochs": 3, "seed": 0}})
+    with pytest.raises(ConfigError, match=r"changed: objective, space"):
+        check_same_search(tmp_path, {**description, "space": {"beta": {}}, "objective": ["b", "min"]})

@@ -52,6 +52,27 @@ def check_options(name: str, options: SearchOptions):
     return resolve_objective(options.objective, name)
 
 
+def check_same_search(project_dir: Path, description: dict[str, Any]) -> None:
+    """Refuse to resume a search made with another config, space, objective or tuner (it would mix two searches).
+
+    ``<project>/search.json`` records what the search is (written by the chief / single process once its tuner
+    exists); ``--max-trials`` may change, to extend a search.
+    """
+    path = project_dir / "search.json"
+    if path.is_file():
+        previous = json.loads(path.read_text())
+        if previous != json.loads(json.dumps(description)):
+            changed = sorted(k for k in {**previous, **description} if previous.get(k) != description.get(k))
+            if changed == ["config"]:
+                changed = sorted(
+                    k for k in description["config"] if previous["config"].get(k) != description["config"][k]
+                )
+            raise ConfigError(
+                f"{project_dir}: holds a search with different settings (changed: {', '.join(changed)}); "
+                "run the same command to resume it, or pass --overwrite / another --project-name"
+            )
+
+
 def run_search(name: str, config: dict[str, Any], options: SearchOptions) -> dict[str, Any]:
     """Run (or resume) the search; in the summarising process write results, re-train and export the best.
 
@@ -82,6 +103,16 @@ def run_search(name: str, config: dict[str, Any], options: SearchOptions) -> dic
     run_dir = project_dir / "best_run"
     if chief and (run_dir / "DONE").exists() and not options.overwrite:
         raise OutputError(f"{run_dir}: the best configuration was already re-trained; pass --overwrite")
+
+    description = {
+        "model": name,
+        "config": config,
+        "space": {p.key: {"type": p.kind, **p.fields} for p in space.parameters},
+        "objective": [objective.name, objective.direction],
+        "tuner": options.tuner,
+    }
+    if not options.overwrite:  # with --overwrite the chief deletes the old search
+        check_same_search(project_dir, description)
 
     set_precision(config["mixed_precision"])
     keras.utils.set_random_seed(config["seed"])
@@ -116,6 +147,8 @@ def run_search(name: str, config: dict[str, Any], options: SearchOptions) -> dic
         )
     else:
         tuner = make_tuner(options.tuner, max_trials=options.max_trials, max_retries_per_trial=1, **common)
+    if chief:
+        (project_dir / "search.json").write_text(json.dumps(description, indent=2, sort_keys=True) + "\n")
     train = data.train.repeat() if config["steps_per_epoch"] else data.train
     try:
         with data_errors():
