@@ -246,7 +246,8 @@ def test_compressor_search_writes_results_and_exports_the_retrained_best(tmp_pat
         tune_main(args)
 
 
-def test_vae_search_with_the_emd_objective(tmp_path, make_jet_file):
+def test_vae_search_with_the_emd_objective_exports_what_reconstruct_loads(tmp_path, make_jet_file):
+    from hep_keras.commands.reconstruct import main as reconstruct_main
     from hep_keras.commands.tune import main as tune_main
 
     data = make_jet_file("tiny.h5", n=48, size=16)
@@ -255,12 +256,15 @@ def test_vae_search_with_the_emd_objective(tmp_path, make_jet_file):
         'sampling = "log"\n[widths]\ntype = "choice"\nvalues = [[8, 16], [8, 16, 16]]\n'
     )
     args = ["vae", "--data", data, "--space", tmp_path / "space.toml", "--epochs", "1", "--batch-size", "8"]
-    args += ["--max-trials", "2", "--directory", tmp_path / "t", "--verbose", "0", "--no-export"]
-    args += ["--objective-events", "8", "--set", "eval_events=4"]
+    args += ["--max-trials", "2", "--directory", tmp_path / "t", "--verbose", "0", "--export-dir", tmp_path / "x"]
+    args += ["--objective-events", "8", "--set", "eval_events=4", "--set", "figure_events=1"]
     assert tune_main(list(map(str, args))) == 0
     rows = list(csv.DictReader(open(tmp_path / "t" / "vae" / "trials.csv")))
     assert len(rows) == 2 and all(0.0 < float(r["objective"]) < 10.0 for r in rows)
-    assert not (tmp_path / "saved_models").exists()
+    # the tuned export is an export like any other: reconstruct loads it
+    out = tmp_path / "reco"
+    assert reconstruct_main([str(tmp_path / "x"), "--data", str(data), "--out", str(out), "--events", "8"]) == 0
+    assert (out / "reconstructed.h5").is_file()
     with pytest.raises(ConfigError, match="--max-trials must be > 0"):
         tune_main(["vae", "--data", str(data), "--max-trials", "0", "--directory", str(tmp_path / "t2")])
 
