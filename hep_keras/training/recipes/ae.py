@@ -18,6 +18,3 @@ export = _vae.export
 
 def build_model(config, data):
     return _vae.build_model(config, data, variational=False)
-
-
-search_space = _vae.search_space

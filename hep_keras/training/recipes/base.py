@@ -70,18 +70,10 @@ class Recipe(Protocol):
     def export(self, model: Any, config: dict[str, Any], data: DataBundle, staging_dir: Path) -> dict[str, Any]:
         """Write ``saved_model/`` and ``model.keras`` into ``staging_dir``; return extra metadata."""
 
-    def search_space(self, hp: Any, config: dict[str, Any]) -> dict[str, Any]:
-        """Config overrides drawn from a Keras Tuner ``HyperParameters`` object (``hep_keras.tune``)."""
-
 
 def no_callbacks(config: dict[str, Any], run_dir: Path) -> list:
     """:meth:`Recipe.callbacks` of a recipe that needs only the standard callbacks."""
     return []
-
-
-def learning_rate_space(hp, config: dict[str, Any]) -> dict[str, Any]:
-    """:meth:`Recipe.search_space` of a recipe that tunes only the learning rate."""
-    return {"learning_rate": hp.Float("learning_rate", 1e-4, 3e-3, sampling="log")}
 
 
 def data_path(config: dict[str, Any]) -> Path:

@@ -16,7 +16,7 @@ import numpy as np
 
 from hep_keras.errors import ConfigError
 from hep_keras.training.config import check_choice, check_positive, check_widths
-from hep_keras.training.recipes.base import DataBundle, data_path, learning_rate_space
+from hep_keras.training.recipes.base import DataBundle, data_path
 
 NAME = "compressor"
 MONITOR = "val_loss"
@@ -92,9 +92,6 @@ class JetData(DataBundle):
     test_idx: np.ndarray = None
     event: np.ndarray = None  # (N,) event number of each jet
     latent_dtype: str = "float32"  # chosen by evaluate(): float16 when it costs no precision
-
-
-search_space = learning_rate_space
 
 
 def load_data(config: dict[str, Any]) -> JetData:

@@ -23,7 +23,7 @@ import numpy as np
 from hep_keras.errors import ConfigError
 from hep_keras.physics import CHANNELS
 from hep_keras.training.config import check_choice, check_positive, check_widths
-from hep_keras.training.recipes.base import DataBundle, data_path, learning_rate_space, no_callbacks
+from hep_keras.training.recipes.base import DataBundle, data_path, no_callbacks
 
 NAME = "diffusion"
 MONITOR = "val_loss"
@@ -107,7 +107,6 @@ class DiffusionData(DataBundle):
 
 
 callbacks = no_callbacks
-search_space = learning_rate_space
 
 
 def load_data(config: dict[str, Any]) -> DiffusionData:

@@ -188,16 +188,3 @@ def export(model, config: dict[str, Any], data: ImageData, staging_dir: Path) ->
         + [f"log1p(m_image / {model.mass_scale:.4g} GeV)"],
         "normalization": {"type": "ChannelLogScale", **data.normalization},
     }
-
-
-def search_space(hp, config: dict[str, Any]) -> dict[str, Any]:
-    """Keras Tuner search space (config overrides) for ``python -m hep_keras.tune vae|ae``."""
-    overrides = {
-        "learning_rate": hp.Float("learning_rate", 3e-4, 3e-3, sampling="log"),
-        "latent_dim": hp.Choice("latent_dim", [8, 16, 32]),
-        "widths": [int(w) for w in hp.Choice("widths", ["16-32-64-64", "32-64-64-128", "16-32-64"]).split("-")],
-        "mass_weight": hp.Float("mass_weight", 3.0, 300.0, sampling="log"),
-    }
-    if "beta" in config:
-        overrides["beta"] = hp.Float("beta", 1e-3, 0.3, sampling="log")
-    return overrides
