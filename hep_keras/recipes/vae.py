@@ -21,7 +21,9 @@ DEFAULTS: dict[str, Any] = {
     "activation": "silu",
     "beta": 0.01,
     "kl_warmup_steps": 300,
-    "mass_weight": 30.0,
+    "emd_weight": 10.0,
+    "count_weight": 1.0,
+    "hcal_tower": 5,
     "eval_events": 500,
     "figure_events": 4,
     "norm_fit_events": 1000,
@@ -32,7 +34,8 @@ def validate(config: dict[str, Any]) -> None:
     check_positive(config, "latent_dim", "norm_fit_events")
     if not config["widths"] or any(not isinstance(w, int) or w <= 0 for w in config["widths"]):
         raise ConfigError(f"config key 'widths' must be a non-empty list of positive integers, got {config['widths']}")
-    for key in ("beta", "mass_weight", "kl_warmup_steps", "figure_events"):
+    check_positive(config, "hcal_tower")
+    for key in ("beta", "emd_weight", "count_weight", "kl_warmup_steps", "figure_events"):
         if config.get(key, 0) < 0:
             raise ConfigError(f"config key {key!r} must be >= 0, got {config[key]!r}")
 
@@ -74,7 +77,9 @@ def build_model(config: dict[str, Any], data: DataBundle, variational: bool = Tr
         latent_dim=config["latent_dim"],
         widths=config["widths"],
         activation=config["activation"],
-        mass_weight=config["mass_weight"],
+        emd_weight=config["emd_weight"],
+        count_weight=config["count_weight"],
+        hcal_tower=config["hcal_tower"],
         seed=config["seed"],
         **data.extras["normalization"],
     )
@@ -154,7 +159,7 @@ def search_space(hp, config: dict[str, Any]) -> dict[str, Any]:
         "learning_rate": hp.Float("learning_rate", 3e-4, 3e-3, sampling="log"),
         "latent_dim": hp.Choice("latent_dim", [8, 16, 32]),
         "widths": [int(w) for w in hp.Choice("widths", ["16-32-64-64", "32-64-64-128", "16-32-64"]).split("-")],
-        "mass_weight": hp.Float("mass_weight", 3.0, 300.0, sampling="log"),
+        "emd_weight": hp.Float("emd_weight", 1.0, 100.0, sampling="log"),
     }
     if "beta" in config:
         overrides["beta"] = hp.Float("beta", 1e-3, 0.3, sampling="log")
