@@ -31,7 +31,7 @@ def test_random_search_writes_usable_best_config(tmp_path, make_jet_file):
     assert tune_main(list(map(str, args))) == 0
     best_path = tmp_path / "tuning" / "vae" / "best_config.json"
     best = json.loads(best_path.read_text())
-    assert set(best) == {"learning_rate", "latent_dim", "widths", "emd_weight", "beta"}
+    assert set(best) == {"learning_rate", "latent_dim", "widths", "n_deposits", "beta"}
     assert 3e-4 <= best["learning_rate"] <= 3e-3 and best["latent_dim"] in (8, 16, 32) and 1e-3 <= best["beta"] <= 0.3
     trials = list((tmp_path / "tuning" / "vae").glob("trial_*"))
     assert len(trials) == 2

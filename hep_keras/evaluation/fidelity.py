@@ -324,7 +324,6 @@ def qg_information(
     """
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.metrics import roc_auc_score
-
     from threadpoolctl import threadpool_limits
 
     clf = HistGradientBoostingClassifier(max_iter=200, learning_rate=0.05, random_state=seed)

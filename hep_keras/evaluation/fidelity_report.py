@@ -165,8 +165,7 @@ def verdicts(results: dict[str, Any], name: str) -> list[str]:
         )
     if row["exact_by_construction"]:
         out.append(
-            f"Exact by construction (not evidence of quality): {', '.join(row['exact_by_construction'])} "
-            "(carried in the code)."
+            f"Exact by construction, so not evidence of quality: {', '.join(row['exact_by_construction'])}."
         )
     return out
 
