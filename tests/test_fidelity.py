@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from hep_keras.evaluation import fidelity as F
+from hep_keras.evaluation import fidelity_report as R
 from hep_keras.evaluation.observables import PIXEL_SIZE
 
 
@@ -143,3 +144,56 @@ def test_qg_information_drops_when_the_discriminating_input_is_destroyed():
     assert out["auc_original"] > 0.9
     assert out["identity"]["ratio"] == 1.0
     assert out["mean"]["ratio"] < 0.8
+
+
+def fake_results(emd_model=0.04, hl=0.7, occupancy=1.0, outer=0.1, qg=0.95, exact=("channel energies",)):
+    row = {
+        "code_size": 36,
+        "emd_calo_mean": emd_model,
+        "emd_tracks_mean": emd_model,
+        "hl_auc": hl,
+        "cnn_auc": 0.8,
+        "outer_ring_share": outer,
+        "outer_ring_ratio": outer / 0.1,
+        "occupancy_ratio": {"tracks": occupancy, "ecal": 1.0, "hcal": 1.0},
+        "qg_auc": 0.8 * qg,
+        "qg_ratio": qg,
+        "energy_response": {"tracks": 1.0, "ecal": 1.0, "hcal": 1.0},
+        "mass_response": 0.9,
+        "exact_by_construction": list(exact),
+    }
+    base = {**row, "emd_calo_mean": 0.1, "emd_tracks_mean": 0.1, "exact_by_construction": []}
+    pca = {**row, "emd_calo_mean": 0.09, "emd_tracks_mean": 0.09, "exact_by_construction": []}
+    results = {"n_events": 10, "original": {"outer_ring_share": 0.1, "qg_auc": 0.8}, "models": {}}
+    results["models"] = {"vae": row, R.MEAN_IMAGE: base, R.PCA: pca}
+    for r in results["models"].values():
+        for ref, key in ((base, "vs_mean_image"), (pca, "vs_pca")):
+            r[f"emd_calo_{key}"] = r["emd_calo_mean"] / ref["emd_calo_mean"]
+            r[f"emd_tracks_{key}"] = r["emd_tracks_mean"] / ref["emd_tracks_mean"]
+    return results
+
+
+def test_verdicts_in_words_follow_the_targets():
+    good = R.verdicts(fake_results(), "vae")
+    assert good[0].startswith("Per-event EMD 0.40× (calorimeter) and 0.40× (Tracks) the mean-image baseline: ")
+    assert "reconstructions follow individual events" in good[0] and "(better than PCA)" in good[0]
+    assert "target ≤ 0.75 met" in good[1]
+    assert "within 0.7–1.4" in good[3] and "no spurious structure" in good[4] and "keeps the q/g" in good[5]
+    assert good[-1] == "Exact by construction, so not evidence of quality: channel energies."
+    bad = R.verdicts(fake_results(emd_model=0.098, hl=0.99, occupancy=2.1, outer=0.2, qg=0.8, exact=()), "vae")
+    assert "the model has not learned individual events" in bad[0] and "NOT better than PCA" in bad[0]
+    assert "trivially separable" in bad[1]
+    assert "tracks smeared" in bad[3] and "spurious far-from-axis energy" in bad[4] and "loses the q/g" in bad[5]
+    assert not any("Exact by construction" in s for s in bad)
+    partial = R.verdicts(fake_results(emd_model=0.07, outer=0.05, occupancy=0.5), "vae")
+    assert "only partly" in partial[0] and "tracks too sparse" in partial[3] and "is missing" in partial[4]
+
+
+def test_markdown_table_labels_exact_quantities():
+    table = R.markdown_table(fake_results())
+    lines = table.splitlines()
+    assert lines[0] == "| " + " | ".join(R.COLUMNS) + " |"
+    vae = next(line for line in lines if line.startswith("| vae "))
+    assert "1.000 / 1.000 / 1.000 (exact by construction)" in vae and "| 0.40 |" in vae
+    mean = next(line for line in lines if line.startswith("| mean image "))
+    assert "(exact by construction)" not in mean

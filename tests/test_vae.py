@@ -187,21 +187,19 @@ def test_saved_model_endpoints_match_keras_model(tmp_path):
 
 def test_trained_tiny_model_keeps_far_from_axis_energy_share():
     """The check that would have caught the spurious second blob: after training, the share of calorimeter
-    energy far from the axis in the reconstructions stays within tolerance of the data's."""
+    energy far from the axis in the reconstructions of held-out events stays within tolerance of the data's."""
     from hep_keras.evaluation.fidelity import outer_ring_share
 
     size, rng = 32, np.random.default_rng(1)
     x = np.zeros((96, size, size, 3), "float32")
     x[:, 15:17, 15:17, :] = rng.uniform(2, 4, (96, 1, 1, 3))  # core
-    for i in range(96):  # two deposits far from the axis at random places
-        for _ in range(2):
-            r, angle = rng.uniform(11, 14), rng.uniform(0, 2 * np.pi)
-            x[i, int(15.5 + r * np.sin(angle)), int(15.5 + r * np.cos(angle)), 1:] += 3.0
+    for i in range(96):  # one deposit far from the axis, at one of two places
+        row, col = ((3, 15), (28, 16))[rng.integers(2)]
+        x[i, row, col, 1:] += rng.uniform(4, 8)
     keras.utils.set_random_seed(0)
-    model = tiny(image_size=size, latent_dim=8, zero_thresholds=[0.2, 0.2, 0.01], **{"hcal_tower": 1})
-    model.fit(x[:64], batch_size=16, epochs=30, verbose=0)
+    model = tiny(image_size=size, zero_thresholds=[0.2, 0.2, 0.01], hcal_tower=1)
+    model.fit(x[:64], batch_size=16, epochs=40, verbose=0)
     radius = 9 * PIXEL_SIZE
     data_share = outer_ring_share(x[64:], radius)
-    reco_share = outer_ring_share(model.predict(x[64:], verbose=0), radius)
-    assert data_share == pytest.approx(0.35, abs=0.03)
-    assert reco_share == pytest.approx(data_share, rel=0.25)
+    assert data_share == pytest.approx(0.34, abs=0.02)
+    assert outer_ring_share(model.predict(x[64:], verbose=0), radius) == pytest.approx(data_share, rel=0.2)

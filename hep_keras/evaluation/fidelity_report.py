@@ -164,9 +164,7 @@ def verdicts(results: dict[str, Any], name: str) -> list[str]:
             "(target ≥ 0.95×)."
         )
     if row["exact_by_construction"]:
-        out.append(
-            f"Exact by construction, so not evidence of quality: {', '.join(row['exact_by_construction'])}."
-        )
+        out.append(f"Exact by construction, so not evidence of quality: {', '.join(row['exact_by_construction'])}.")
     return out
 
 
@@ -192,7 +190,7 @@ def table_rows(results: dict[str, Any]) -> list[list[str]]:
     """One row of strings per reconstruction, in :data:`COLUMNS` order."""
     rows = []
     for name, row in results["models"].items():
-        exact = row["exact_by_construction"]
+        exact = " ".join(row["exact_by_construction"])
         energy = " / ".join(_f(row["energy_response"][c], 3) for c in CHANNELS)
         rows.append(
             [
@@ -207,7 +205,7 @@ def table_rows(results: dict[str, Any]) -> list[list[str]]:
                 _f(row["outer_ring_ratio"]),
                 " / ".join(_f(row["occupancy_ratio"][c]) for c in CHANNELS),
                 _f(row["qg_ratio"], 3),
-                energy + (" (exact by construction)" if "energy" in exact else ""),
+                energy + (" (exact by construction)" if "energ" in exact else ""),
                 _f(row["mass_response"], 3) + (" (exact by construction)" if "mass" in exact else ""),
             ]
         )

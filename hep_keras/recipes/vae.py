@@ -14,7 +14,7 @@ from hep_keras.recipes.base import DataBundle, data_path, image_file_info
 NAME = "vae"
 MONITOR = "val_loss"
 DEFAULTS: dict[str, Any] = {
-    "epochs": 10,
+    "epochs": 15,
     "batch_size": 32,
     "latent_dim": 32,
     "widths": [16, 32, 64, 64],
@@ -78,6 +78,24 @@ def load_data(config: dict[str, Any]) -> DataBundle:
     return DataBundle(train, val, image_file_info(info), {"path": path, "normalization": normalization})
 
 
+def learning_rate_schedule(config: dict[str, Any], data: DataBundle):
+    """Cosine decay from ``learning_rate`` to 5 % of it over the run's ``epochs`` (steps from the train split)."""
+    import math
+
+    import keras
+
+    from hep_keras.data import split_indices
+
+    if config["steps_per_epoch"]:
+        steps = config["steps_per_epoch"]
+    else:
+        n = data.info["n_events"] if not config["max_events"] else min(config["max_events"], data.info["n_events"])
+        steps = math.ceil(
+            len(split_indices(n, "train", tuple(config["fractions"]), config["seed"])) / config["batch_size"]
+        )
+    return keras.optimizers.schedules.CosineDecay(config["learning_rate"], max(steps * config["epochs"], 1), alpha=0.05)
+
+
 def build_model(config: dict[str, Any], data: DataBundle, variational: bool = True):
     import keras
 
@@ -101,7 +119,7 @@ def build_model(config: dict[str, Any], data: DataBundle, variational: bool = Tr
     else:
         model = JetImageAE(**kwargs)
     model.compile(
-        optimizer=keras.optimizers.Adam(config["learning_rate"]),
+        optimizer=keras.optimizers.Adam(learning_rate_schedule(config, data)),
         jit_compile=config["jit_compile"],
     )
     return model
