@@ -12,8 +12,8 @@ conditioned on it, the way calorimeter generative models are conditioned on the 
 the summary → dense → ``z_mean``, ``z_log_var``.
 
 **Decoder ("deposits")**: a jet image is a few dozen energy deposits on a 125×125 grid, so the decoder predicts
-them as a set: ``[z, summary]`` → MLP → for each channel ``n_deposits`` positions (Δη, Δφ) in rad inside the
-window and energy fractions (softmax over the deposits). The image is rendered by adding each deposit's
+them as a set: ``[z, summary]`` → MLP → for each channel ``n_deposits`` positions (Δη, Δφ) in rad (clipped to
+the window) and energy fractions (softmax over the deposits). The image is rendered by adding each deposit's
 ``E_c × fraction`` to the pixel it falls in (HCAL: to its ``hcal_tower`` × ``hcal_tower`` tower, spread evenly
 over the tower's pixels, as in the data); pixels under the detector's zero-suppression threshold are dropped
 and the survivors rescaled so the channel sums to ``E_c`` (a channel with no pixel left keeps its hottest one).
@@ -244,14 +244,15 @@ class JetImageVAE(keras.Model):
         return ops.concatenate([z_mean, summary], axis=-1)
 
     def decode_deposits(self, code, training=False):
-        """Codes ``(N, code_dim)`` → deposit positions ``(N, C, K, 2)`` (Δη, Δφ in rad, inside the window) and
-        log energy fractions ``(N, C, K)`` (``exp`` sums to 1 per channel)."""
+        """Codes ``(N, code_dim)`` → deposit positions ``(N, C, K, 2)`` (Δη, Δφ in rad; :meth:`render` clips them
+        to the window) and log energy fractions ``(N, C, K)`` (``exp`` sums to 1 per channel)."""
         h = code
         for layer in self.decoder_hidden:
             h = layer(h)
         raw = ops.reshape(ops.cast(self.deposit_head(h), "float32"), (-1, self.channels, self.max_deposits, 3))
         half = (self.image_size - 1) / 2 * PIXEL_SIZE
-        positions = half * ops.tanh(raw[..., :2])
+        # 1.1 × tanh: the window's edge pixels are reachable without saturating the tanh (render clips)
+        positions = 1.1 * half * ops.tanh(raw[..., :2])
         # channels with fewer deposits: the extra ones get zero energy
         unused = np.arange(self.max_deposits)[None, :] >= np.asarray(self.n_deposits)[:, None]  # (C, K)
         logits = ops.where(unused[None], -1e9, raw[..., 2])
