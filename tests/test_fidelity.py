@@ -197,3 +197,13 @@ def test_markdown_table_labels_exact_quantities():
     assert "1.000 / 1.000 / 1.000 (exact by construction)" in vae and "| 0.40 |" in vae
     mean = next(line for line in lines if line.startswith("| mean image "))
     assert "(exact by construction)" not in mean
+
+
+def test_emd_of_dense_maps_merges_blocks_at_their_centroids():
+    dense = np.ones((1, 60, 60, 3), np.float32)  # 3600 occupied pixels > MAX_EMD_PIXELS
+    assert F.emd_per_event(dense, dense)["calo"][0] == pytest.approx(0.0, abs=1e-9)
+    point = one_pixel(size=60, at=(27, 27))  # 0.5 pixel from the centre of the 60x60 image in each axis
+    emd = F.emd_per_event(point, dense)["calo"][0]
+    eta = (np.arange(60) - 29.5) * PIXEL_SIZE
+    exact = np.hypot(eta[:, None] - eta[27], eta[None, :] - eta[27]).mean()
+    assert abs(emd - exact) < 0.05 * exact
