@@ -164,7 +164,7 @@ def fake_results(emd_model=0.04, hl=0.7, occupancy=1.0, outer=0.1, qg=0.95, exac
     }
     base = {**row, "emd_calo_mean": 0.1, "emd_tracks_mean": 0.1, "exact_by_construction": []}
     pca = {**row, "emd_calo_mean": 0.09, "emd_tracks_mean": 0.09, "exact_by_construction": []}
-    results = {"n_events": 10, "original": {"outer_ring_share": 0.1, "qg_auc": 0.8}, "models": {}}
+    results = {"n_events": 400, "original": {"outer_ring_share": 0.1, "qg_auc": 0.8}, "models": {}}
     results["models"] = {"vae": row, R.MEAN_IMAGE: base, R.PCA: pca}
     for r in results["models"].values():
         for ref, key in ((base, "vs_mean_image"), (pca, "vs_pca")):
@@ -187,6 +187,9 @@ def test_verdicts_in_words_follow_the_targets():
     assert not any("Exact by construction" in s for s in bad)
     partial = R.verdicts(fake_results(emd_model=0.07, outer=0.05, occupancy=0.5), "vae")
     assert "only partly" in partial[0] and "tracks too sparse" in partial[3] and "is missing" in partial[4]
+    few = fake_results()
+    few["n_events"] = 30
+    assert R.verdicts(few, "vae")[0] == "Only 30 test events: the numbers below are too noisy to judge the model."
 
 
 def test_markdown_table_labels_exact_quantities():

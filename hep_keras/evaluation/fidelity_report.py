@@ -21,6 +21,9 @@ from hep_keras.evaluation.observables import CHANNELS, image_observables
 MEAN_IMAGE = "mean image"
 PCA = "PCA"
 
+#: fewer test events than this: the verdicts say the numbers are too noisy to judge
+MIN_EVENTS = 100
+
 #: targets of issue 10 for the default models
 TARGETS: dict[str, Any] = {
     "emd_vs_mean_image": 0.5,  # per-event EMD ≤ 0.5 × the mean-image baseline's (and < PCA's)
@@ -111,6 +114,8 @@ def verdicts(results: dict[str, Any], name: str) -> list[str]:
     """Sentences judging reconstruction ``name`` against the baselines and :data:`TARGETS`, headline first."""
     row = results["models"][name]
     out = []
+    if results["n_events"] < MIN_EVENTS:
+        out.append(f"Only {results['n_events']} test events: the numbers below are too noisy to judge the model.")
     if "emd_calo_vs_mean_image" in row:
         ratio, tracks = row["emd_calo_vs_mean_image"], row["emd_tracks_vs_mean_image"]
         if max(ratio, tracks) <= TARGETS["emd_vs_mean_image"]:
