@@ -251,6 +251,9 @@ def _kfold_auc(x: np.ndarray, y: np.ndarray, folds: int, seed: int) -> dict[str,
     from sklearn.model_selection import StratifiedKFold
     from threadpoolctl import threadpool_limits
 
+    folds = min(folds, int(np.bincount(y.astype(int)).min()))
+    if folds < 2:  # too few events of one class to cross-validate
+        return {"auc": float("nan"), "auc_fold_std": float("nan"), "n": int(len(y))}
     scores = np.zeros(len(y))
     aucs = []
     for train, test in StratifiedKFold(folds, shuffle=True, random_state=seed).split(x, y):
@@ -350,6 +353,8 @@ def qg_information(
     from sklearn.metrics import roc_auc_score
     from threadpoolctl import threadpool_limits
 
+    if len(np.unique(train_labels)) < 2 or len(np.unique(test_labels)) < 2:
+        raise ValueError("the q/g check needs quarks and gluons among both the training and the test events")
     clf = HistGradientBoostingClassifier(max_iter=200, learning_rate=0.05, random_state=seed)
     with threadpool_limits(1):
         clf.fit(image_summaries(train_images), np.asarray(train_labels).astype(int))

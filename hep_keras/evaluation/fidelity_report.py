@@ -63,7 +63,13 @@ def evaluate_fidelity(
     obs_o = image_observables(original)
     outer_o = F.outer_ring_share(original)
     qg = None
-    if test_labels is not None and train_images is not None and train_labels is not None:
+    have_labels = test_labels is not None and train_labels is not None
+    if (
+        have_labels
+        and train_images is not None
+        and len(np.unique(test_labels)) > 1
+        and len(np.unique(train_labels)) > 1
+    ):
         qg = F.qg_information(train_images, train_labels, original, test_labels, reconstructions, seed=seed)
     results: dict[str, Any] = {
         "n_events": int(len(original)),

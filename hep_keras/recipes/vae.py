@@ -104,6 +104,10 @@ def build_model(config: dict[str, Any], data: DataBundle, variational: bool = Tr
     h, w, c = data.info["image_shape"]
     if h != w:
         raise ConfigError(f"{data.info['path']}: images must be square, got {h}x{w}")
+    if h % config["hcal_tower"]:
+        raise ConfigError(
+            f"config key 'hcal_tower' ({config['hcal_tower']}) must divide the image size of {data.info['path']} ({h})"
+        )
     kwargs = dict(
         image_size=h,
         channels=c,
