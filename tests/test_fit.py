@@ -22,6 +22,10 @@ TINY = [
     "eval_events=8",
     "--set",
     "figure_events=1",
+    "--set",
+    "hcal_tower=4",
+    "--set",
+    "cnn_epochs=1",
     "--batch-size",
     "8",
 ]
@@ -68,12 +72,15 @@ def test_fit_vae_produces_every_artefact_and_refuses_to_overwrite(tmp_path, tiny
         "checkpoints/best.weights.h5",
     ):
         assert (run_dir / name).is_file(), name
-    for name in ("event_0.png", "mean_images.png", "observables.png", "latent_space.png", "losses.png"):
+    for name in ("event_0.png", "mean_images.png", "emd.png", "observables.png", "latent_space.png", "losses.png"):
         assert (run_dir / "figures" / name).is_file(), name
     assert list((run_dir / "tensorboard").rglob("events.out.tfevents*"))
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert metrics["n_events"] == 5  # test split of 48 events at (0.8, 0.1, 0.1)
-    assert set(metrics["response"]) >= {"energy_total", "mass", "pt"}
+    assert metrics["fidelity"]["n_events"] == 5  # test split of 48 events at (0.8, 0.1, 0.1)
+    assert set(metrics["fidelity"]["models"]) == {"vae", "mean image", "PCA"}
+    assert set(metrics["physics"]["response"]) >= {"energy_total", "mass", "pt"}
+    report = (run_dir / "report.md").read_text()
+    assert report.index("## Verdict") < report.index("| reconstruction |") and "Only 5 test events" in report
     meta = json.loads((export_dir / "metadata.json").read_text())
     assert meta["model"] == "vae" and meta["data"]["n_events"] == 48 and meta["image_shape"] == [16, 16, 3]
     assert (export_dir / "model.keras").is_file() and (export_dir / "saved_model" / "saved_model.pb").is_file()
@@ -120,7 +127,7 @@ def test_fit_ae_and_reconstruct_in_fresh_process(tmp_path, tiny_file):
         1,
     )
     assert result.returncode == 0, result.stderr
-    assert "total-energy response" in result.stderr
+    assert "Per-event EMD" in result.stderr and "the mean-image baseline" in result.stderr
     with h5py.File(out / "reconstructed.h5") as f, h5py.File(tiny_file) as src:
         reco, index = f["X_jets"][:], f["index"][:]
         np.testing.assert_array_equal(index, np.arange(20))

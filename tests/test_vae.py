@@ -8,6 +8,7 @@ import tensorflow as tf
 from hep_keras.data.normalization import ChannelLogScale, fit_image_normalization
 from hep_keras.export import export_image_autoencoder
 from hep_keras.models import JetImageAE, JetImageVAE
+from hep_keras.physics import PIXEL_SIZE
 
 SIZE = 16
 
@@ -20,7 +21,18 @@ def sparse_images(n=32, size=SIZE, seed=0):
 
 
 def tiny(cls=JetImageVAE, **kwargs):
-    defaults = dict(image_size=SIZE, latent_dim=4, widths=[8, 8], seed=3, **fit_image_normalization([sparse_images()]))
+    defaults = dict(
+        image_size=SIZE,
+        latent_dim=4,
+        widths=[8, 8],
+        seed=3,
+        n_deposits=8,
+        truth_deposits=16,
+        hidden_units=32,
+        sinkhorn_iterations=20,
+        hcal_tower=4,
+        **fit_image_normalization([sparse_images()]),
+    )
     model = cls(**{**defaults, **kwargs})
     model.compile(optimizer=keras.optimizers.Adam(3e-3))
     return model
@@ -56,7 +68,7 @@ def test_fit_image_normalization_on_known_values():
 
 
 def test_pad_crop_keeps_native_size_and_outputs_gev():
-    model = tiny(image_size=13)  # odd size: padded to 16 inside, cropped back
+    model = tiny(image_size=13, hcal_tower=1)  # odd size: padded to 16 inside, cropped back
     out = model(sparse_images(2, size=13))
     assert out.shape == (2, 13, 13, 3)
     assert float(tf.reduce_min(out)) >= 0.0
@@ -86,9 +98,31 @@ def test_physics_summary_matches_numpy_observables_and_inverts():
     np.testing.assert_allclose(model.summary_energies(summary), x.sum(axis=(1, 2)), rtol=1e-4)
     code = model.encode(x)
     np.testing.assert_allclose(code[:, 4:], summary, rtol=1e-6)
-    losses = model.compute_losses(x)
-    total = losses["shape_loss"] + model.mass_weight * losses["mass_loss"] + model.kl_weight() * losses["kl_loss"]
-    assert float(losses["loss"]) == pytest.approx(float(total), rel=1e-6)
+
+
+def test_sinkhorn_emd_matches_known_distances():
+    model = tiny(sinkhorn_epsilon=0.002, sinkhorn_iterations=60)
+    pixel = PIXEL_SIZE
+    x = np.array([[[0.0, 0.0], [0.0, 0.0]]], "float32")  # two deposits at the origin, weights 0.5 / 0.5
+    a = np.array([[0.5, 0.5]], "float32")
+    y = np.array([[[0.0, 3 * pixel], [4 * pixel, 0.0], [9.0, 9.0]]], "float32")  # last target has weight 0
+    b = np.array([[0.5, 0.5, 0.0]], "float32")
+    assert float(model.sinkhorn_emd(x, a, y, b)[0]) == pytest.approx(3.5 * pixel, rel=0.02)
+    far = np.array([[[10 * pixel, 0.0], [10 * pixel, 0.0]]], "float32")
+    assert float(model.sinkhorn_emd(far, a, far, a)[0]) == pytest.approx(0.0, abs=0.1 * pixel)
+
+
+def test_render_puts_deposits_in_their_pixel_and_hcal_in_its_tower():
+    model = tiny(zero_thresholds=None)
+    centre = (SIZE - 1) / 2
+    positions = np.zeros((1, 3, 8, 2), "float32")
+    positions[0, :, :, 0] = (5 - centre) * PIXEL_SIZE  # row 5
+    positions[0, :, :, 1] = (9 - centre) * PIXEL_SIZE  # column 9
+    fractions = np.full((1, 3, 8), 1 / 8, "float32")
+    images = model.render(positions, fractions, np.array([[8.0, 4.0, 16.0]], "float32")).numpy()[0]
+    assert images[5, 9, 0] == pytest.approx(8.0) and images[5, 9, 1] == pytest.approx(4.0)
+    np.testing.assert_allclose(images[4:8, 8:12, 2], 1.0)  # the 4x4 tower holding pixel (5, 9), 16 GeV / 16
+    assert images[..., 2].sum() == pytest.approx(16.0)
 
 
 def test_train_step_reduces_loss_and_trackers_reset_each_epoch():
@@ -99,9 +133,9 @@ def test_train_step_reduces_loss_and_trackers_reset_each_epoch():
     history = model.fit(x, batch_size=16, epochs=12, verbose=0)
     after = model.evaluate(x, batch_size=32, verbose=0, return_dict=True)
     assert after["loss"] < 0.85 * before["loss"]
-    assert set(history.history) == {"loss", "shape_loss", "mass_loss", "kl_loss"}
+    assert set(history.history) == {"loss", "emd_loss", "kl_loss"}
     # per-epoch values are epoch means, not running totals: the trackers restart every epoch
-    losses = history.history["shape_loss"]
+    losses = history.history["emd_loss"]
     assert losses[-1] < losses[0]
     again = model.evaluate(x, batch_size=32, verbose=0, return_dict=True)
     assert again["loss"] == pytest.approx(after["loss"], rel=1e-6)
@@ -121,13 +155,13 @@ def test_ae_is_deterministic_in_training_where_the_vae_samples():
     x = sparse_images(4)
     ae, vae = tiny(JetImageAE), tiny(JetImageVAE)
     assert not ae.variational and vae.variational
-    assert [m.name for m in ae.metrics] == ["loss", "shape_loss", "mass_loss"]
+    assert [m.name for m in ae.metrics] == ["loss", "emd_loss"]
     assert "beta" not in ae.get_config()
-    # the training-mode loss draws a latent sample in the VAE only
-    ae_losses = [float(ae.compute_losses(x, training=True)["shape_loss"]) for _ in range(2)]
-    vae_losses = [float(vae.compute_losses(x, training=True)["shape_loss"]) for _ in range(2)]
-    assert ae_losses[0] == ae_losses[1]
-    assert vae_losses[0] != vae_losses[1]
+    # the training-mode loss draws a latent sample in the VAE only; the AE's equals its inference-mode loss
+    ae_losses = [float(ae.compute_losses(x, training=mode)["emd_loss"]) for mode in (True, False)]
+    vae_losses = [float(vae.compute_losses(x, training=mode)["emd_loss"]) for mode in (True, False)]
+    assert ae_losses[0] == pytest.approx(ae_losses[1], rel=1e-6)
+    assert vae_losses[0] != pytest.approx(vae_losses[1], rel=1e-6)
 
 
 @pytest.mark.parametrize("cls", [JetImageVAE, JetImageAE])
@@ -153,3 +187,23 @@ def test_saved_model_endpoints_match_keras_model(tmp_path):
     code = loaded.encode(x)
     np.testing.assert_allclose(code, model.encode(x), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(loaded.decode(code), model.decode(code), rtol=1e-5, atol=1e-6)
+
+
+def test_trained_tiny_model_keeps_far_from_axis_energy_share():
+    """The check that would have caught the spurious second blob: after training, the share of calorimeter
+    energy far from the axis in the reconstructions of held-out events stays within tolerance of the data's."""
+    from hep_keras.evaluation.fidelity import outer_ring_share
+
+    size, rng = 32, np.random.default_rng(1)
+    x = np.zeros((96, size, size, 3), "float32")
+    x[:, 15:17, 15:17, :] = rng.uniform(2, 4, (96, 1, 1, 3))  # core
+    for i in range(96):  # one deposit far from the axis, at one of two places
+        row, col = ((3, 15), (28, 16))[rng.integers(2)]
+        x[i, row, col, 1:] += rng.uniform(4, 8)
+    keras.utils.set_random_seed(0)
+    model = tiny(image_size=size, zero_thresholds=[0.2, 0.2, 0.01], hcal_tower=1)
+    model.fit(x[:64], batch_size=16, epochs=40, verbose=0)
+    radius = 9 * PIXEL_SIZE
+    data_share = outer_ring_share(x[64:], radius)
+    assert data_share == pytest.approx(0.34, abs=0.02)
+    assert outer_ring_share(model.predict(x[64:], verbose=0), radius) == pytest.approx(data_share, rel=0.2)

@@ -16,24 +16,42 @@ from hep_keras.training.recipes.base import DataBundle, data_path, image_file_in
 NAME = "vae"
 MONITOR = "val_loss"
 DEFAULTS: dict[str, Any] = {
-    "epochs": 10,
+    "epochs": 15,
     "batch_size": 32,
-    "latent_dim": 16,
+    "latent_dim": 32,
     "widths": [16, 32, 64, 64],
     "activation": "silu",
-    "beta": 0.01,
+    "beta": 1e-4,
     "kl_warmup_steps": 300,
-    "mass_weight": 30.0,
+    "n_deposits": [16, 24, 32],  # Tracks, ECAL, HCAL (towers)
+    "truth_deposits": 64,
+    "hidden_units": 256,
+    "sinkhorn_epsilon": 0.005,
+    "sinkhorn_iterations": 40,
+    "hcal_tower": 5,
     "eval_events": 500,
+    "baseline_events": 2000,  # training events for the mean-image / PCA baselines and the q/g classifier
+    "cnn_epochs": 10,  # epochs of the CNN two-sample classifier (0: skip it)
     "figure_events": 4,
     "norm_fit_events": 1000,
 }
 
 
+#: config keys passed to the model constructor unchanged
+MODEL_KEYS = ("n_deposits", "truth_deposits", "hidden_units", "sinkhorn_epsilon", "sinkhorn_iterations", "hcal_tower")
+
+
 def validate(config: dict[str, Any]) -> None:
-    check_positive(config, "latent_dim", "norm_fit_events")
+    check_positive(config, "latent_dim", "norm_fit_events", "baseline_events")
     check_widths(config)
-    for key in ("beta", "mass_weight", "kl_warmup_steps", "figure_events"):
+    check_positive(config, "hcal_tower", "truth_deposits", "hidden_units", "sinkhorn_epsilon")
+    deposits = config["n_deposits"]
+    if len(deposits) != 3 or any(not isinstance(n, int) or n <= 0 for n in deposits):
+        raise ConfigError(
+            f"config key 'n_deposits' must be three positive integers (Tracks, ECAL, HCAL), got {deposits}"
+        )
+    check_positive(config, "sinkhorn_iterations")
+    for key in ("beta", "kl_warmup_steps", "figure_events", "cnn_epochs"):
         if config.get(key, 0) < 0:
             raise ConfigError(f"config key {key!r} must be >= 0, got {config[key]!r}")
 
@@ -97,6 +115,24 @@ def load_data(config: dict[str, Any]) -> ImageData:
     return ImageData(pipeline("train"), pipeline("val"), info, path=spec, normalization=normalization)
 
 
+def learning_rate_schedule(config: dict[str, Any], data: ImageData):
+    """Cosine decay from ``learning_rate`` to 5 % of it over the run's ``epochs`` (steps from the train split)."""
+    import math
+
+    import keras
+
+    from hep_keras.data import split_indices
+
+    if config["steps_per_epoch"]:
+        steps = config["steps_per_epoch"]
+    else:
+        n = data.info["n_events"] if not config["max_events"] else min(config["max_events"], data.info["n_events"])
+        steps = math.ceil(
+            len(split_indices(n, "train", tuple(config["fractions"]), config["seed"])) / config["batch_size"]
+        )
+    return keras.optimizers.schedules.CosineDecay(config["learning_rate"], max(steps * config["epochs"], 1), alpha=0.05)
+
+
 def build_model(config: dict[str, Any], data: ImageData, variational: bool = True):
     import keras
 
@@ -106,13 +142,17 @@ def build_model(config: dict[str, Any], data: ImageData, variational: bool = Tru
     h, w, c = data.info["image_shape"]
     if h != w:
         raise ConfigError(f"{data.info['path']}: images must be square, got {h}x{w}")
+    if h % config["hcal_tower"]:
+        raise ConfigError(
+            f"config key 'hcal_tower' ({config['hcal_tower']}) must divide the image size of {data.info['path']} ({h})"
+        )
     kwargs = dict(
         image_size=h,
         channels=c,
         latent_dim=config["latent_dim"],
         widths=config["widths"],
         activation=config["activation"],
-        mass_weight=config["mass_weight"],
+        **{key: config[key] for key in MODEL_KEYS},
         seed=config["seed"],
         **data.normalization,
     )
@@ -121,50 +161,70 @@ def build_model(config: dict[str, Any], data: ImageData, variational: bool = Tru
     else:
         model = JetImageAE(**kwargs)
     model.compile(
-        optimizer=keras.optimizers.Adam(config["learning_rate"]),
+        optimizer=keras.optimizers.Adam(learning_rate_schedule(config, data)),
         jit_compile=resolve_jit_compile(config["jit_compile"]),
     )
     return model
 
 
-def test_events(config: dict[str, Any], data: ImageData) -> dict[str, np.ndarray]:
-    """The first ``eval_events`` events of the test split: ``X_jets`` (GeV), ``y``, ``m0``, ``pt``."""
+def split_events(config: dict[str, Any], data: ImageData, split: str, count: int) -> dict[str, np.ndarray]:
+    """The first ``count`` events of a split: ``X_jets`` (GeV), ``y``, ``m0``, ``pt`` and ``index``."""
     from hep_keras.data import read_events, split_indices
     from hep_keras.data.tfds import is_tfds, tfds_read
 
     if is_tfds(data.path):
-        arrays = tfds_read(data.path, "test", config["eval_events"])
+        arrays = tfds_read(data.path, split, count)
         arrays["index"] = np.arange(len(arrays["y"]))
         if not len(arrays["y"]):
-            raise ConfigError(f"{data.path}: the test split is empty")
+            raise ConfigError(f"{data.path}: the {split} split is empty")
         return arrays
     n = data.info["n_events"] if not config["max_events"] else min(config["max_events"], data.info["n_events"])
-    index = split_indices(n, "test", tuple(config["fractions"]), config["seed"])[: config["eval_events"]]
+    index = split_indices(n, split, tuple(config["fractions"]), config["seed"])[:count]
     if index.size == 0:
-        raise ConfigError(f"{data.info['path']}: the test split is empty; use more events or larger test fraction")
+        raise ConfigError(f"{data.info['path']}: the {split} split is empty; use more events or another fraction")
     arrays = read_events(data.path, index)
     arrays["index"] = index
     return arrays
 
 
+def test_events(config: dict[str, Any], data: ImageData) -> dict[str, np.ndarray]:
+    """The first ``eval_events`` events of the test split: ``X_jets`` (GeV), ``y``, ``m0``, ``pt``."""
+    return split_events(config, data, "test", config["eval_events"])
+
+
 def evaluate(model, config: dict[str, Any], data: ImageData, run_dir: Path) -> dict[str, Any]:
-    """Reconstruct test events; write figures; return the physics metrics."""
-    from hep_keras.evaluation.images import evaluate_reconstruction
+    """Reconstruct test events; judge them against the mean-image and PCA baselines; write figures."""
+    from hep_keras.evaluation.autoencoder_report import evaluate_autoencoder
+    from hep_keras.evaluation.plots import plot_latent
 
     arrays = test_events(config, data)
+    train = split_events(config, data, "train", config["baseline_events"])
     images = arrays["X_jets"]
     reconstructed = model.predict(images, batch_size=config["batch_size"], verbose=0)
+    figures = Path(run_dir) / "figures"
+    metrics = evaluate_autoencoder(
+        NAME if model.variational else "ae",
+        images,
+        reconstructed,
+        figures,
+        code_size=model.code_dim,
+        thresholds=model.zero_thresholds,
+        test_labels=arrays["y"],
+        train_images=train["X_jets"],
+        train_labels=train["y"],
+        cnn_epochs=config["cnn_epochs"],
+        figure_events=config["figure_events"],
+        seed=config["seed"],
+        notes=[
+            f"Test split: {len(images)} events never used for training or for fitting the normalisation; "
+            f"baselines and the q/g classifier fitted on {len(train['X_jets'])} training-split events."
+        ],
+    )
     z_mean = np.concatenate(
         [np.asarray(model.encode_latent(images[i : i + 256])[0]) for i in range(0, len(images), 256)]
     )
-    return evaluate_reconstruction(
-        images,
-        reconstructed,
-        Path(run_dir) / "figures",
-        labels=arrays["y"],
-        latent=z_mean,
-        figure_events=config["figure_events"],
-    )
+    plot_latent(z_mean, arrays["y"], figures / "latent_space.png")
+    return metrics
 
 
 def export(model, config: dict[str, Any], data: ImageData, staging_dir: Path) -> dict[str, Any]:
