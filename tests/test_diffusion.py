@@ -225,12 +225,20 @@ def test_fit_cli_writes_run_and_export(cli_run):
     import json
 
     metrics = json.loads((cli_run["run"] / "metrics.json").read_text())
-    assert {"generation", "two_sample", "reconstruction"} <= set(metrics)
-    two_sample = metrics["two_sample"]
-    # every held-out real event and as many generated ones enter the classifier test
-    generation = metrics["generation"]
-    assert two_sample["n_test"] + two_sample["n_train"] == 2 * (generation["n_real_a"] + generation["n_real_b"])
+    assert {"generation", "quality", "reconstruction", "evaluation_seconds"} <= set(metrics)
+    generation, quality = metrics["generation"], metrics["quality"]
+    # one generated event per event of the floor half B
+    assert generation["n_generated"] == generation["n_real_b"] == 8
+    for name in ("hl_auc", "cnn_auc", "w1_mass", "w1_occupancy_hcal", "qg_auc"):
+        assert set(quality[name]) == {"value", "error", "floor", "floor_error", "ratio", "unit"}
+    assert quality["w1_mass"]["floor"] > 0 and quality["w1_mass"]["ratio"] == pytest.approx(
+        quality["w1_mass"]["value"] / quality["w1_mass"]["floor"]
+    )
+    assert set(metrics["evaluation_seconds"]) == {"sampling", "reconstruction", "classifiers", "figures", "total"}
     assert (cli_run["run"] / "DONE").is_file() and (cli_run["run"] / "figures" / "reconstruction_0.png").is_file()
+    for figure in ("generated_mean_images", "generated_events", "generated_occupancy"):
+        assert (cli_run["run"] / "figures" / f"{figure}.png").is_file()
+    assert "| hl_auc [AUC] |" in (cli_run["run"] / "quality_table.md").read_text()
     meta = json.loads((cli_run["export"] / "metadata.json").read_text())
     assert meta["reconstruct_args"] == ["images", "steps"] and meta["image_size"] == 12
 

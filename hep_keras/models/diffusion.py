@@ -606,7 +606,7 @@ def _reconstruct_any_size(model: JetDiffusion, images, reconstruct):
     images = tf.cast(images, tf.float32)
     shape = tf.shape(images)
     top, left = _central_window(images, size)
-    window = images[:, top : top + size, left : left + size, :]
+    window = tf.ensure_shape(images[:, top : top + size, left : left + size, :], [None, size, size, model.channels])
     out = reconstruct(window)
     paddings = [[0, 0], [top, shape[1] - size - top], [left, shape[2] - size - left], [0, 0]]
     return tf.pad(out, paddings)

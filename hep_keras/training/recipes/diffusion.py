@@ -1,14 +1,15 @@
 """Recipe for ``python -m hep_keras.fit diffusion``: the conditional jet-image diffusion model.
 
-Defaults train on the shipped sample in about 35 min on 2 CPU cores (30 epochs, XLA): a central 32×32 crop
-(``crop``) and a small U-Net (``widths = [16, 32, 64]``). For the full 125×125 images (padded to 128 inside
-the model) use e.g.::
+Defaults model full 125×125×3 events: 5×5 pixel blocks folded into the channels of a 25×25 grid (``patch``),
+HCAL on its 5×5 towers (``hcal_grid``), a U-Net with ``widths = [24, 48, 96]`` on the grid (padded to 28),
+12 epochs on the shipped sample (see docs/diffusion.md for the measured time). For the real file on a GPU/TPU::
 
-    python -m hep_keras.fit diffusion --data qg.h5 --set crop=0 --set 'widths=[32,64,128,128]' --epochs 50
+    python -m hep_keras.fit diffusion --data quark-gluon_data-set_n139306.hdf5 --epochs 50
 
-Evaluation (on held-out events: validation + test split): generate as many events as there are held-out real
-events with the same quark/gluon labels, compare observables (W1 beside the real-vs-real floor, radial
-profile), run the classifier two-sample test, and reconstruct a few real events by DDIM inversion.
+Evaluation (on held-out events: validation + test split, halves A and B): generate one event per event of B
+with its quark/gluon label, then the quality table of :mod:`hep_keras.evaluation.generation_quality` (every
+measure beside its real-vs-real floor), figures, and DDIM-inversion / SDEdit reconstructions of a few events;
+each stage shows a Keras progress bar and its time goes into ``metrics.json``.
 """
 
 from __future__ import annotations
@@ -386,6 +387,9 @@ def export(model, config: dict[str, Any], data: DiffusionData, staging_dir: Path
     return {
         "image_size": size,
         "crop": data.crop,
+        "patch": model.patch,
+        "hcal_towers": data.hcal_towers,
+        "grid": [model.grid_size, model.grid_size, model.cell_channels],
         "channels": list(CHANNELS),
         "labels": {"quark": 0, "gluon": 1, "unconditional": 2},
         "transform": data.transform,
