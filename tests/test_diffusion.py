@@ -227,12 +227,20 @@ def test_fit_cli_writes_run_and_export(cli_run):
     import json
 
     metrics = json.loads((cli_run["run"] / "metrics.json").read_text())
-    assert {"generation", "two_sample", "reconstruction"} <= set(metrics)
-    two_sample = metrics["two_sample"]
-    # every held-out real event and as many generated ones enter the classifier test
-    generation = metrics["generation"]
-    assert two_sample["n_test"] + two_sample["n_train"] == 2 * (generation["n_real_a"] + generation["n_real_b"])
+    assert {"generation", "quality", "reconstruction", "evaluation_seconds"} <= set(metrics)
+    generation, quality = metrics["generation"], metrics["quality"]
+    # one generated event per event of the floor half B
+    assert generation["n_generated"] == generation["n_real_b"] == 8
+    for name in ("hl_auc", "cnn_auc", "w1_mass", "w1_occupancy_hcal", "qg_auc"):
+        assert set(quality[name]) == {"value", "error", "floor", "floor_error", "ratio", "unit"}
+    assert quality["w1_mass"]["floor"] > 0 and quality["w1_mass"]["ratio"] == pytest.approx(
+        quality["w1_mass"]["value"] / quality["w1_mass"]["floor"]
+    )
+    assert set(metrics["evaluation_seconds"]) == {"sampling", "reconstruction", "classifiers", "figures", "total"}
     assert (cli_run["run"] / "DONE").is_file() and (cli_run["run"] / "figures" / "reconstruction_0.png").is_file()
+    for figure in ("generated_mean_images", "generated_events", "generated_occupancy"):
+        assert (cli_run["run"] / "figures" / f"{figure}.png").is_file()
+    assert "| hl_auc [AUC] |" in (cli_run["run"] / "quality_table.md").read_text()
     meta = json.loads((cli_run["export"] / "metadata.json").read_text())
     assert meta["reconstruct_args"] == ["images", "steps"] and meta["image_size"] == 12
 
@@ -323,3 +331,94 @@ def test_fit_rejects_bad_crop(capsys):
         run(fit.main, ["diffusion", "--set", "crop=3", "--show-config"])
     assert exit_info.value.code == 2
     assert capsys.readouterr().err.count("error:") == 1
+
+
+# ----------------------------------------------------------------------------------------------- full resolution
+def towered_images(n: int, size: int = 125, tower: int = 5, seed: int = 0) -> np.ndarray:
+    """Sparse Tracks/ECAL pixels and HCAL constant on aligned ``tower × tower`` blocks, like the data (GeV)."""
+    rng = np.random.default_rng(seed)
+    images = sparse_images(n, size, seed)
+    towers = np.where(rng.random((n, size // tower, size // tower)) < 0.05, rng.exponential(0.5, (n, 25, 25)), 0.0)
+    images[..., 2] = np.repeat(np.repeat(towers, tower, axis=1), tower, axis=2)
+    return images
+
+
+def test_patch_grid_round_trip_is_exact():
+    from hep_keras.models.patches import constant_on_blocks, from_patches, to_patches
+
+    images = towered_images(3)
+    cells = np.asarray(to_patches(images, 5, towers=True))
+    assert cells.shape == (3, 25, 25, 51)
+    # the last cell channel is the tower: the HCAL value of the block's top-left pixel
+    np.testing.assert_allclose(cells[..., -1], images[:, ::5, ::5, 2], rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(from_patches(cells, 5, True, 125, 3)), images, rtol=1e-6)  # float32 mean
+    # without towers any image comes back, also when the side is not a multiple of the patch (padded, cropped)
+    odd = sparse_images(2, size=12)
+    cells = np.asarray(to_patches(odd, 5, towers=False))
+    assert cells.shape == (2, 3, 3, 75)
+    np.testing.assert_array_equal(np.asarray(from_patches(cells, 5, False, 12, 3)), odd)
+    assert constant_on_blocks(images[..., 2], 5) and not constant_on_blocks(images[..., 0], 5)
+
+
+def test_full_resolution_default_config_takes_a_training_step():
+    """The recipe's default model (125x125 events, 5x5 patches, HCAL towers) builds and trains on 125x125 input."""
+    from hep_keras.training.recipes import diffusion as recipe
+
+    images = towered_images(4)
+    from hep_keras.training.config import COMMON_DEFAULTS
+
+    config = {**COMMON_DEFAULTS, **recipe.DEFAULTS}
+    assert config["crop"] == 0 and config["patch"] == 5
+    model = JetDiffusion(
+        image_size=125, hcal_towers=True, **{k: config[k] for k in recipe.MODEL_KEYS}, **fit_intensity_transform(images)
+    )
+    assert (model.grid_size, model.padded_size, model.cell_channels) == (25, 28, 51)
+    assert model._loss_mask.sum() == 125 * 125 * 3  # every pixel weighs once in the loss, the padding not at all
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=False)
+    before = [w.copy() for w in model.network.get_weights()]
+    logs = model.train_on_batch(images, np.array([0, 1, 0, 1], "float32"), return_dict=True)
+    assert np.isfinite(logs["loss"]) and logs["loss"] > 0.01  # v-targets at random times: an O(1) loss at first
+    changed = [not np.array_equal(a, b) for a, b in zip(before, model.network.get_weights(), strict=True)]
+    assert sum(changed) > len(changed) // 2
+
+
+@pytest.fixture(scope="module")
+def full_resolution_model():
+    images = towered_images(8)
+    return JetDiffusion(
+        image_size=125, widths=[8, 8], embed_dim=8, attention=False, patch=5, hcal_towers=True,
+        **fit_intensity_transform(images),
+    )  # fmt: skip
+
+
+def test_full_resolution_generation_is_deterministic_for_a_seed(full_resolution_model):
+    sample = make_sample_labels_fn(full_resolution_model)
+    labels = np.array([0, 1, 1], "int32")
+    a = run_sample(sample, labels, steps=2, seed=11)
+    b = run_sample(sample, labels, steps=2, seed=11)
+    c = run_sample(sample, labels, steps=2, seed=12)
+    assert a.shape == (3, 125, 125, 3)
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c)
+    # HCAL comes out uniform on its 5x5 towers (exact by construction of the tower channel)
+    towers = a[..., 2].reshape(3, 25, 5, 25, 5)
+    np.testing.assert_allclose(towers.max(axis=(2, 4)), towers.min(axis=(2, 4)), rtol=1e-6)
+
+
+def test_generated_full_resolution_file_passes_data_inspect(full_resolution_model, tmp_path, capsys):
+    import h5py
+
+    from hep_keras.commands.data import main as data_main
+    from hep_keras.commands.generate import write_jet_file
+
+    labels = np.array([0, 1], "int32")
+    images = run_sample(make_sample_labels_fn(full_resolution_model), labels, steps=1, seed=0)
+    path = tmp_path / "generated.h5"
+    write_jet_file(path, images, labels, {"source": "test"})
+    assert data_main(["inspect", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "125" in out and "2" in out
+    with h5py.File(path) as handle:
+        assert set(handle) == {"X_jets", "m0", "pt", "y"}
+        assert handle["X_jets"].shape == (2, 125, 125, 3) and handle["X_jets"].dtype == np.float32
+        assert handle["m0"].shape == handle["pt"].shape == handle["y"].shape == (2,)

@@ -3,7 +3,8 @@
 Loads only the SavedModel of an export made by ``python -m hep_keras.fit diffusion`` (no training config or
 ``.keras`` file needed) and calls its ``sample_labels`` endpoint in batches. The output file follows the
 dataset schema (:mod:`hep_keras.data.schema`): ``X_jets`` (N, S, S, 3) GeV with S the model's image size
-(or ``--pad-to`` pixels, zero-padded around the centre), ``m0`` and ``pt`` computed from the generated image
+(125 for the default full-resolution model; ``--pad-to`` zero-pads a crop-trained model's events around the
+centre), ``m0`` and ``pt`` computed from the generated image
 (:func:`hep_keras.physics.image_observables`: image jet mass and pT from ECAL + HCAL), and ``y``
 (0 quark, 1 gluon). It is written to a temporary file beside ``--out`` and renamed into place when complete.
 
@@ -11,7 +12,7 @@ Examples::
 
     python -m hep_keras.generate saved_models/diffusion --events 1000 --label gluon --steps 25 --out gluons.h5
     python -m hep_keras.generate saved_models/diffusion --events 500 --label mixed --steps 50 --eta 1 \\
-        --guidance 2 --seed 7 --pad-to 125 --out mixed.h5 --overwrite
+        --guidance 2 --seed 7 --out mixed.h5 --overwrite
 """
 
 from __future__ import annotations

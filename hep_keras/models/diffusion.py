@@ -13,9 +13,14 @@ Pipeline inside the model (all invertible, so the exported graph takes and retur
    "is there a hit" and "how much energy" are both large signals for the denoiser. Its inverse is exact;
    generated / reconstructed pixels are hits when they land above the middle of the gap, and a hit is never
    below the channel's detector threshold ``z_c`` (the 0.1st percentile of non-zero training pixels).
-2. Constant padding (value ``-1`` = 0 GeV) from ``image_size`` to a multiple of ``2 ** (len(widths) - 1)``
-   (125 → 128); never a resize, which would change the energy. Outputs are cropped back; the padded border is
-   excluded from the loss.
+2. The patch grid (:mod:`hep_keras.models.patches`, ``patch`` p > 1): every p × p block of pixels becomes the
+   channels of one grid cell (space-to-depth), and with ``hcal_towers`` HCAL enters as one value per cell, its
+   tower (the data's HCAL towers are 5 × 5 crystals, upsampled). The full 125 × 125 × 3 image becomes a
+   25 × 25 × 51 grid (p = 5): the U-Net works at tower resolution while every output pixel stays its own
+   channel, so nothing is resized or smoothed and the round trip is exact. ``patch = 1`` is the pixel grid.
+   The grid is padded with ``-1`` (0 GeV) to a multiple of ``2 ** (len(widths) - 1)`` (25 → 28); outputs are
+   cropped back and the padding is excluded from the loss, which weights a tower by its p² pixels so that it
+   is the per-pixel MSE.
 3. The variance-preserving forward process ``x_t = α(t) x_0 + σ(t) ε``, ``α² + σ² = 1``, ``t ∈ [0, 1]`` with
    :func:`diffusion_schedule` (``"cosine"``: α = cos(t · arccos(α_min)); ``"linear"``: the DDPM linear β from
    1e-4 to 0.02 over 1000 steps in continuous time). The denoiser (:func:`hep_keras.models.unet.build_unet`)
@@ -40,6 +45,7 @@ import tensorflow as tf
 from keras import layers, ops
 
 from hep_keras.models.base import LossModel, stateless_normal
+from hep_keras.models.patches import from_patches, grid_size, patch_channels, to_patches
 from hep_keras.models.unet import build_unet
 
 SCHEDULES = ("cosine", "linear")
@@ -183,6 +189,10 @@ class JetDiffusion(LossModel):
     Args:
         image_size: side of the square images the model sees (125 for full images, or a central crop).
         channels: image channels (3: Tracks, ECAL, HCAL).
+        patch: side of the pixel blocks folded into one cell of the U-Net's grid (1 = pixel grid; 5 = the
+            HCAL tower grid, 125 × 125 → 25 × 25), see :mod:`hep_keras.models.patches`.
+        hcal_towers: the last channel (HCAL) enters as one value per ``patch × patch`` tower (its pixels are
+            equal in the data); generated HCAL is then uniform on the towers by construction.
         widths, blocks_per_level, attention, embed_dim, dropout: U-Net settings (:func:`build_unet`).
         prediction: ``"v"`` or ``"epsilon"``.
         schedule: ``"cosine"`` or ``"linear"`` (:func:`diffusion_schedule`); ``min_signal_rate`` for cosine.
@@ -207,6 +217,8 @@ class JetDiffusion(LossModel):
         min_signal_rate: float = 0.02,
         label_dropout: float = 0.1,
         ema: float = 0.999,
+        patch: int = 1,
+        hcal_towers: bool = False,
         scales=(1.0, 1.0, 1.0),
         log_max=(5.0, 5.0, 5.0),
         thresholds=None,
@@ -234,15 +246,23 @@ class JetDiffusion(LossModel):
         self.ema = float(ema)
         self.seed = int(seed)
         self.rng_seed = self.seed
+        self.patch = int(patch)
+        self.hcal_towers = bool(hcal_towers)
+        if self.patch < 1:
+            raise ValueError(f"patch must be >= 1, got {patch}")
+        if self.hcal_towers and self.patch == 1:
+            raise ValueError("hcal_towers needs patch > 1 (the tower side)")
+        self.grid_size = grid_size(self.image_size, self.patch)
+        self.cell_channels = patch_channels(self.channels, self.patch, self.hcal_towers)
         factor = 2 ** (len(self.widths) - 1)
-        self.padded_size = -(-self.image_size // factor) * factor
-        self.pad_before = (self.padded_size - self.image_size) // 2
-        self.pad_after = self.padded_size - self.image_size - self.pad_before
+        self.padded_size = -(-self.grid_size // factor) * factor
+        self.pad_before = (self.padded_size - self.grid_size) // 2
+        self.pad_after = self.padded_size - self.grid_size - self.pad_before
 
         # === Layers ===
         self.transform = JetIntensityTransform(scales, log_max, thresholds, gap, name="intensity_transform")
         unet_args = {
-            "image_shape": (self.padded_size, self.padded_size, self.channels),
+            "image_shape": (self.padded_size, self.padded_size, self.cell_channels),
             "widths": tuple(self.widths),
             "blocks_per_level": self.blocks_per_level,
             "attention": self.attention,
@@ -255,10 +275,7 @@ class JetDiffusion(LossModel):
         self.ema_network.set_weights(self.network.get_weights())
         self.ema_network.trainable = False  # updated by EMA after each step (after_step), never by the optimizer
         self.track_losses(["loss"])
-        mask = np.zeros((1, self.padded_size, self.padded_size, 1), "float32")
-        inner = slice(self.pad_before, self.pad_before + self.image_size)
-        mask[:, inner, inner, :] = 1.0
-        self._loss_mask = mask
+        self._loss_mask = self._pixel_weights()
         self.build((None, self.image_size, self.image_size, self.channels))
 
     # --- Keras plumbing -------------------------------------------------------------------------------
@@ -268,11 +285,23 @@ class JetDiffusion(LossModel):
         self.transform.build(input_shape)
         self.built = True
 
+    def _pixel_weights(self) -> np.ndarray:
+        """Loss weights ``(1, P, P, K)`` on the padded grid: the number of real image pixels behind each cell
+        channel (1 per folded pixel, up to p² per tower, 0 on the padding)."""
+        ones = np.ones((1, self.image_size, self.image_size, self.channels), "float32")
+        weights = np.array(to_patches(ones, self.patch, self.hcal_towers, pad_value=0.0))
+        if self.hcal_towers:
+            weights[..., -1] *= self.patch**2
+        pad = [(0, 0), (self.pad_before, self.pad_after), (self.pad_before, self.pad_after), (0, 0)]
+        return np.pad(weights, pad).astype("float32")
+
     def get_config(self):
         return {
             **super().get_config(),
             "image_size": self.image_size,
             "channels": self.channels,
+            "patch": self.patch,
+            "hcal_towers": self.hcal_towers,
             "widths": list(self.widths),
             "blocks_per_level": self.blocks_per_level,
             "attention": self.attention,
@@ -293,7 +322,8 @@ class JetDiffusion(LossModel):
     def call(self, inputs, training=False):
         """Raw denoiser output of the EMA network.
 
-        ``inputs = [noisy (N, P, P, C) normalised and padded (P = padded_size), times (N,), labels (N,)]``.
+        ``inputs = [noisy (N, P, P, K) normalised patch grid, padded (P = padded_size, K = cell_channels),
+        times (N,), labels (N,)]``.
         """
         noisy, times, labels = inputs
         return self.ema_network([noisy, times, ops.cast(labels, "int32")], training=training)
@@ -304,18 +334,29 @@ class JetDiffusion(LossModel):
         return diffusion_schedule(t, self.schedule, self.min_signal_rate)
 
     def normalize(self, images):
-        """GeV ``(N, S, S, C)`` (S = ``image_size``) → normalised, padded ``(N, P, P, C)``."""
-        y = self.transform(images)
+        """GeV ``(N, S, S, C)`` (S = ``image_size``) → normalised, padded patch grid ``(N, P, P, K)``.
+
+        With ``hcal_towers`` the tower value is the transform of the tower's mean energy (GeV), so HCAL energy
+        is conserved even for a tower whose pixels differ."""
+        images = ops.cast(images, "float32")
+        if self.hcal_towers:
+            size, p = self.image_size, self.patch
+            hcal = to_patches(images[..., -1:], p, towers=False)  # (N, G, G, p²)
+            hcal = ops.mean(hcal, axis=-1, keepdims=True)
+            hcal = from_patches(ops.repeat(hcal, p * p, axis=-1), p, False, size, 1)
+            images = ops.concatenate([images[..., :-1], hcal], axis=-1)
+        y = to_patches(self.transform(images), self.patch, self.hcal_towers, pad_value=-1.0)
         pad = [[0, 0], [self.pad_before, self.pad_after], [self.pad_before, self.pad_after], [0, 0]]
         return ops.pad(y, pad, constant_values=-1.0)
 
     def crop(self, y):
-        """Remove the padding: ``(N, P, P, C)`` → ``(N, S, S, C)``."""
+        """Remove the padding and unfold the grid: ``(N, P, P, K)`` → normalised pixels ``(N, S, S, C)``."""
         start = self.pad_before
-        return y[:, start : start + self.image_size, start : start + self.image_size, :]
+        cells = y[:, start : start + self.grid_size, start : start + self.grid_size, :]
+        return from_patches(cells, self.patch, self.hcal_towers, self.image_size, self.channels)
 
     def denormalize(self, y):
-        """Normalised, padded ``(N, P, P, C)`` → GeV ``(N, S, S, C)`` with zero suppression."""
+        """Normalised, padded ``(N, P, P, K)`` → GeV ``(N, S, S, C)`` with zero suppression."""
         return self.transform.to_energy(self.crop(y))
 
     # --- training -------------------------------------------------------------------------------------
@@ -337,9 +378,9 @@ class JetDiffusion(LossModel):
             labels = ops.where(drop, NULL_LABEL, labels)
         outputs = network([noisy, times, labels], training=training)
         target = self._targets(images, noises, noise_rates, signal_rates)
-        mask = ops.convert_to_tensor(self._loss_mask)
-        per_pixel = ops.square(outputs - target) * mask
-        return ops.sum(per_pixel) / (ops.cast(batch, "float32") * ops.sum(mask) * self.channels)
+        weights = ops.convert_to_tensor(self._loss_mask)
+        per_pixel = ops.square(outputs - target) * weights
+        return ops.sum(per_pixel) / (ops.cast(batch, "float32") * ops.sum(weights))
 
     def unpack(self, data):
         """``(images, labels)`` batch → normalised padded images ``(N, P, P, C)`` and int32 labels ``(N,)``."""
@@ -445,8 +486,8 @@ class JetDiffusion(LossModel):
 
     # --- user-facing API (normalised ↔ GeV handled here) ------------------------------------------------
     def initial_noise(self, n, seed):
-        """Seeded N(0, 1) noise ``(n, P, P, C)`` that sampling starts from."""
-        shape = ops.stack([ops.cast(n, "int32"), self.padded_size, self.padded_size, self.channels])
+        """Seeded N(0, 1) noise ``(n, P, P, K)`` on the padded patch grid that sampling starts from."""
+        shape = ops.stack([ops.cast(n, "int32"), self.padded_size, self.padded_size, self.cell_channels])
         return _stateless_normal(shape, seed, -1)
 
     def sample(self, labels, steps: int = 25, eta: float = 0.0, guidance: float = 1.0, seed: int = 0, noise=None):
@@ -564,7 +605,7 @@ def _reconstruct_any_size(model: JetDiffusion, images, reconstruct):
     images = tf.cast(images, tf.float32)
     shape = tf.shape(images)
     top, left = _central_window(images, size)
-    window = images[:, top : top + size, left : left + size, :]
+    window = tf.ensure_shape(images[:, top : top + size, left : left + size, :], [None, size, size, model.channels])
     out = reconstruct(window)
     paddings = [[0, 0], [top, shape[1] - size - top], [left, shape[2] - size - left], [0, 0]]
     return tf.pad(out, paddings)
@@ -619,9 +660,11 @@ def sample_in_batches(
     guidance: float = 1.0,
     eta: float = 0.0,
     batch_size: int = 256,
+    progress=None,
 ) -> np.ndarray:
     """Generate one event per entry of ``labels`` with a traced ``sample_labels`` (:func:`make_sample_labels_fn`
-    or the SavedModel's ``sample_labels``), batch ``b`` seeded with :func:`batch_seed`. Returns GeV numpy."""
+    or the SavedModel's ``sample_labels``), batch ``b`` seeded with :func:`batch_seed`. Returns GeV numpy.
+    ``progress(events_done)`` is called after every batch (e.g. ``keras.utils.Progbar.update``)."""
     labels = np.asarray(labels, dtype=np.int32).ravel()
     out = []
     for b, start in enumerate(range(0, len(labels), batch_size)):
@@ -634,4 +677,6 @@ def sample_in_batches(
             tf.constant(eta, tf.float32),
         )
         out.append(np.asarray(images))
+        if progress is not None:
+            progress(start + len(chunk))
     return np.concatenate(out) if out else np.zeros((0,), np.float32)

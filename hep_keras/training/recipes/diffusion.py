@@ -1,14 +1,15 @@
 """Recipe for ``python -m hep_keras.fit diffusion``: the conditional jet-image diffusion model.
 
-Defaults train on the shipped sample in about 35 min on 2 CPU cores (30 epochs, XLA): a central 32×32 crop
-(``crop``) and a small U-Net (``widths = [16, 32, 64]``). For the full 125×125 images (padded to 128 inside
-the model) use e.g.::
+Defaults model full 125×125×3 events: 5×5 pixel blocks folded into the channels of a 25×25 grid (``patch``),
+HCAL on its 5×5 towers (``hcal_grid``), a U-Net with ``widths = [24, 48, 96]`` on the grid (padded to 28),
+12 epochs on the shipped sample (see docs/diffusion.md for the measured time). For the real file on a GPU/TPU::
 
-    python -m hep_keras.fit diffusion --data qg.h5 --set crop=0 --set 'widths=[32,64,128,128]' --epochs 50
+    python -m hep_keras.fit diffusion --data quark-gluon_data-set_n139306.hdf5 --epochs 50
 
-Evaluation (on held-out events: validation + test split): generate as many events as there are held-out real
-events with the same quark/gluon labels, compare observables (W1 beside the real-vs-real floor, radial
-profile), run the classifier two-sample test, and reconstruct a few real events by DDIM inversion.
+Evaluation (on held-out events: validation + test split, halves A and B): generate one event per event of B
+with its quark/gluon label, then the quality table of :mod:`hep_keras.evaluation.generation_quality` (every
+measure beside its real-vs-real floor), figures, and DDIM-inversion / SDEdit reconstructions of a few events;
+each stage shows a Keras progress bar and its time goes into ``metrics.json``.
 """
 
 from __future__ import annotations
@@ -30,11 +31,14 @@ MONITOR = "val_loss"
 #: config keys passed unchanged to the JetDiffusion constructor
 MODEL_KEYS = (
     "widths", "blocks_per_level", "attention", "embed_dim", "dropout", "prediction", "schedule",
-    "min_signal_rate", "label_dropout", "ema", "gap", "seed",
+    "min_signal_rate", "label_dropout", "ema", "gap", "seed", "patch",
 )  # fmt: skip
+HCAL_GRIDS = ("auto", "tower", "pixel")
 DEFAULTS: dict[str, Any] = {
-    "crop": 32,  # central crop side in pixels; 0 = the full image (125x125, padded to 128 in the model)
-    "widths": [16, 32, 64],  # U-Net channels per resolution level
+    "crop": 0,  # 0 = the full image (125x125); else the side of a central crop in pixels
+    "patch": 5,  # pixel blocks folded into one U-Net cell: 125x125 -> 25x25 grid (1 = pixel grid)
+    "hcal_grid": "auto",  # tower: HCAL as one value per patch (its 5x5 towers); pixel; auto: tower if the data are
+    "widths": [24, 48, 96],  # U-Net channels per level of the 25x25 grid (padded to 28): 28, 14, 7 cells
     "blocks_per_level": 1,
     "attention": True,  # self-attention at the lowest resolution
     "embed_dim": 32,  # sinusoidal time-embedding size
@@ -52,10 +56,10 @@ DEFAULTS: dict[str, Any] = {
     "sdedit_strength": 0.5,  # strength of the partial-noise (SDEdit) reconstruction in the evaluation
     "guidance": 1.0,  # classifier-free guidance scale of the evaluation samples (1 = conditional)
     "eta": 0.0,  # 0 = deterministic DDIM, 1 = DDPM
-    "two_sample_epochs": 40,
+    "two_sample_epochs": 8,  # epochs of the small-CNN real-vs-generated classifier
     # overrides of common defaults: 30 epochs = 3000 steps, ~0.6 s each on 2 idle CPU cores with the sample;
     # 4 epochs (the previous default) leave the generator far from the data (see docs/diffusion.md)
-    "epochs": 30,
+    "epochs": 12,
     "batch_size": 32,
     "learning_rate": 2e-3,
     "patience": 15,
@@ -68,6 +72,10 @@ def validate(config: dict[str, Any]) -> None:
     check_positive(config, "recon_events", "two_sample_epochs")
     check_choice(config, "prediction", ("v", "epsilon"))
     check_choice(config, "schedule", ("cosine", "linear"))
+    check_choice(config, "hcal_grid", HCAL_GRIDS)
+    check_positive(config, "patch")
+    if config["hcal_grid"] == "tower" and config["patch"] == 1:
+        raise ConfigError("config key 'hcal_grid' = 'tower' needs 'patch' > 1 (the tower side in pixels)")
     if config["crop"] < 0 or (0 < config["crop"] < 8):
         raise ConfigError(f"config key 'crop' must be 0 (full image) or >= 8 pixels, got {config['crop']}")
     check_widths(config)
@@ -104,6 +112,7 @@ class DiffusionData(DataBundle):
     crop: int | None = None  # central crop in pixels, None = whole image
     image_size: int = 0  # side of the (cropped) image the model sees, pixels
     transform: dict[str, Any] = dataclasses.field(default_factory=dict)  # fitted JetIntensityTransform constants
+    hcal_towers: bool = False  # HCAL modelled on its patch x patch tower grid
 
 
 callbacks = no_callbacks
@@ -154,6 +163,7 @@ def load_data(config: dict[str, Any]) -> DiffusionData:
         fit_idx = _split(config, n_events, "train")[: config["norm_events"]]
         fit_images = read_events(path, fit_idx, fields=("X_jets",), crop=crop)["X_jets"]
     transform = fit_intensity_transform(fit_images)
+    hcal_towers = _hcal_towers(config, fit_images, path)
     image_size = crop or height
     data_info = {
         "path": str(path),
@@ -162,10 +172,37 @@ def load_data(config: dict[str, Any]) -> DiffusionData:
         "image_shape": list(shape),
         "crop": crop,
         "model_image_size": image_size,
+        "hcal_towers": hcal_towers,
     }
     return DiffusionData(
-        train, val, data_info, path=path, n_events=n_events, crop=crop, image_size=image_size, transform=transform
+        train,
+        val,
+        data_info,
+        path=path,
+        n_events=n_events,
+        crop=crop,
+        image_size=image_size,
+        transform=transform,
+        hcal_towers=hcal_towers,
     )
+
+
+def _hcal_towers(config: dict[str, Any], images: np.ndarray, path: Path) -> bool:
+    """Whether HCAL is modelled per tower: ``hcal_grid`` = tower / pixel, or auto = when the training events'
+    HCAL is constant on the aligned ``patch × patch`` blocks (the shipped sample's 5×5 towers are)."""
+    from hep_keras.models.patches import constant_on_blocks
+
+    if config["hcal_grid"] == "pixel" or config["patch"] == 1:
+        return False
+    towered = constant_on_blocks(images[..., -1], config["patch"])
+    if config["hcal_grid"] == "tower" and not towered:
+        raise ConfigError(
+            f"{path}: HCAL is not constant on {config['patch']}x{config['patch']} pixel towers aligned with pixel "
+            "(0, 0); use --set hcal_grid=pixel (or auto)"
+        )
+    if not towered:
+        print(f"note: {path}: HCAL is not on aligned {config['patch']}x{config['patch']} towers; modelled per pixel")
+    return towered
 
 
 # ------------------------------------------------------------------------------------------------ model
@@ -178,6 +215,7 @@ def build_model(config: dict[str, Any], data: DiffusionData):
 
     model = JetDiffusion(
         image_size=data.image_size,
+        hcal_towers=data.hcal_towers,
         **{key: config[key] for key in MODEL_KEYS},
         **data.transform,
         name="jet_diffusion",
@@ -208,7 +246,15 @@ def heldout_events(config: dict[str, Any], data: DiffusionData) -> dict[str, np.
     return read_events(data.path, idx, fields=("X_jets", "y"), crop=data.crop)
 
 
-def generate_like(model, labels: np.ndarray, config: dict[str, Any], steps: int | None = None):
+def _progbar(total: int, stage: str):
+    """A Keras progress bar for one evaluation stage (printed to stdout like the training bars)."""
+    import keras
+
+    print(f"evaluation: {stage}", flush=True)
+    return keras.utils.Progbar(total, unit_name="event" if stage != "classifiers" else "measure")
+
+
+def generate_like(model, labels: np.ndarray, config: dict[str, Any], steps: int | None = None, progress=None):
     """Generate one event per label; returns ``(images GeV, seconds per event after tracing)``."""
     from hep_keras.models.diffusion import make_sample_labels_fn, sample_in_batches
 
@@ -217,7 +263,7 @@ def generate_like(model, labels: np.ndarray, config: dict[str, Any], steps: int 
     args = {"steps": steps, "seed": config["seed"] + 1, "guidance": config["guidance"], "eta": config["eta"]}
     sample_in_batches(sample_labels, labels[:2], **args)  # trace once, outside the timing
     start = time.perf_counter()
-    images = sample_in_batches(sample_labels, labels, **args)
+    images = sample_in_batches(sample_labels, labels, batch_size=32, progress=progress, **args)
     return images, (time.perf_counter() - start) / max(len(labels), 1)
 
 
@@ -230,16 +276,16 @@ def _reconstruction_section(model, real: np.ndarray, config: dict[str, Any], fig
 
     originals = real[: config["recon_events"]]
     steps = tf.constant(config["recon_steps"], tf.int32)
-    recon = np.asarray(make_reconstruct_fn(model)(tf.constant(originals), steps))
-    partial = make_partial_reconstruct_fn(model)
-    sdedit = np.asarray(
-        partial(
-            tf.constant(originals),
-            steps,
-            tf.constant(config["sdedit_strength"], tf.float32),
-            tf.constant(config["seed"], tf.int64),
-        )
-    )
+    inversion, partial = make_reconstruct_fn(model), make_partial_reconstruct_fn(model)
+    strength, seed = tf.constant(config["sdedit_strength"], tf.float32), tf.constant(config["seed"], tf.int64)
+    bar = _progbar(len(originals), "reconstruction (DDIM inversion + SDEdit)")
+    recon, sdedit = [], []
+    for start in range(0, len(originals), 16):
+        chunk = tf.constant(originals[start : start + 16])
+        recon.append(np.asarray(inversion(chunk, steps)))
+        sdedit.append(np.asarray(partial(chunk, steps, strength, seed)))
+        bar.update(start + len(chunk))
+    recon, sdedit = np.concatenate(recon), np.concatenate(sdedit)
     plot_event_comparison(originals, recon, figures / "reconstruction.png", n_events=4)
     plot_event_comparison(
         originals, sdedit, figures / "sdedit.png", n_events=2, titles=("original", "SDEdit reconstruction")
@@ -251,62 +297,89 @@ def _reconstruction_section(model, real: np.ndarray, config: dict[str, Any], fig
 
 
 def evaluate(model, config: dict[str, Any], data: DiffusionData, run_dir: Path) -> dict[str, Any]:
-    """Generation quality (W1 vs floor, two-sample AUC, timing) and reconstruction metrics; writes figures."""
-    from hep_keras.evaluation.generation import (
-        compare_generated,
-        generation_observables,
-        plot_event_gallery,
-        plot_radial_profiles,
+    """Generation quality (table of every measure beside its real-vs-real floor, W1, timing) and reconstruction.
+
+    The held-out real events are split into halves A (reference) and B (floor); one event is generated per
+    event of B with its quark/gluon label. Each stage (sampling, reconstruction, classifiers) shows a Keras
+    progress bar; the table goes to ``quality_table.md`` and ``metrics.json``, figures to ``figures/``.
+    """
+    from hep_keras.evaluation.generation import compare_generated, generation_observables, split_halves
+    from hep_keras.evaluation.generation_plots import (
+        plot_mean_and_ratio,
+        plot_occupancy_maps,
+        plot_qg_event_displays,
     )
-    from hep_keras.evaluation.plots import plot_mean_images, plot_observable_histograms
-    from hep_keras.evaluation.two_sample import classifier_two_sample_test, high_level_features
+    from hep_keras.evaluation.generation_quality import format_table, quality_table
+    from hep_keras.evaluation.plots import plot_observable_histograms
 
     figures = Path(run_dir) / "figures"
     figures.mkdir(parents=True, exist_ok=True)
+    seconds: dict[str, float] = {}
+    clock = time.perf_counter()
     events = heldout_events(config, data)
     real, labels = events["X_jets"], events["y"].astype(np.int32)
-    generated, seconds = generate_like(model, labels, config)
+    a_idx, b_idx = split_halves(len(real), config["seed"])
+    bar = _progbar(len(b_idx), f"sampling ({config['sample_steps']} DDIM steps)")
+    generated, per_event = generate_like(model, labels[b_idx], config, progress=bar.update)
+    seconds["sampling"] = time.perf_counter() - clock
 
-    comparison = compare_generated(real, generated, seed=config["seed"])
-    two_sample = classifier_two_sample_test(
-        high_level_features(real), high_level_features(generated), epochs=config["two_sample_epochs"]
+    clock = time.perf_counter()
+    reconstruction = _reconstruction_section(model, real, config, figures)
+    seconds["reconstruction"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    bar = _progbar(1, "classifiers")
+    rows = quality_table(
+        real[a_idx],
+        real[b_idx],
+        generated,
+        labels[a_idx],
+        labels[b_idx],
+        cnn_epochs=config["two_sample_epochs"],
+        seed=config["seed"],
+        progress=lambda stage, done, total: (setattr(bar, "target", total), bar.update(done)),
     )
-    per_label = {}
-    for value, name in ((0, "quark"), (1, "gluon")):
-        mask = labels == value
-        if mask.sum() >= 4:
-            per_label[name] = compare_generated(real[mask], generated[mask], seed=config["seed"])["w1_over_floor"]
+    # compare_generated splits real with the same seed: A and B as above, generated events in B's order
+    comparison = compare_generated(real, generated, seed=config["seed"])
+    seconds["classifiers"] = time.perf_counter() - clock
 
+    clock = time.perf_counter()
     plot_observable_histograms(
-        generation_observables(real),
+        generation_observables(real[b_idx]),
         generation_observables(generated),
         figures / "generated_observables.png",
         labels=("real (held out)", "generated"),
         distances=comparison["w1"],
     )
-    plot_radial_profiles(real, generated, figures / "generated_radial_profile.png")
-    plot_mean_images(real, generated, figures / "generated_mean_images.png", titles=("real", "generated"))
-    plot_event_gallery(real, generated, figures / "generated_events.png")
-    reconstruction = _reconstruction_section(model, real, config, figures)
+    plot_mean_and_ratio(real[b_idx], generated, figures / "generated_mean_images.png")
+    plot_qg_event_displays(real[b_idx], labels[b_idx], generated, labels[b_idx], figures / "generated_events.png")
+    plot_occupancy_maps(real[b_idx], generated, figures / "generated_occupancy.png")
+    seconds["figures"] = time.perf_counter() - clock
+    seconds["total"] = sum(seconds.values())
+    table = format_table(rows)
+    (Path(run_dir) / "quality_table.md").write_text(table + "\n")
+    print(table, flush=True)
     evaluations = config["sample_steps"] * (1 if config["guidance"] == 1 else 2)
     return {
+        "quality": {r["measure"]: {k: v for k, v in r.items() if k != "measure"} for r in rows},
         "generation": {
             **comparison,
-            "w1_over_floor_by_label": per_label,
             "steps": config["sample_steps"],
             "network_evaluations_per_event": evaluations,
-            "seconds_per_event": seconds,
+            "seconds_per_event": per_event,
         },
-        "two_sample": two_sample,
         "reconstruction": reconstruction,
+        "evaluation_seconds": seconds,
         "notes": [
-            f"{len(real)} held-out real events (val + test) vs {len(generated)} generated with the same labels, "
-            f"{config['sample_steps']} DDIM steps, eta={config['eta']}, guidance={config['guidance']}",
-            "w1_floor = W1 between two disjoint halves of the real events (statistical floor); "
+            f"{len(real)} held-out real events (val + test): half A is the reference, half B the real-vs-real "
+            f"floor; {len(generated)} generated events with B's quark/gluon labels, {config['sample_steps']} DDIM "
+            f"steps, eta={config['eta']}, guidance={config['guidance']}",
+            "quality.*: see quality_table.md (every measure beside its floor, bootstrap errors); hl_auc / cnn_auc: "
+            "real-vs-generated classifiers (0.5 = indistinguishable; published calorimeter diffusion: 0.54-0.65)",
             "w1_over_floor ~ 1 means as close as a second real sample",
-            "two_sample.auc: real-vs-generated classifier on high-level features, held-out half "
-            "(0.5 = indistinguishable; published calorimeter diffusion models: 0.54-0.65)",
-            f"model sees the central {data.image_size}x{data.image_size} pixels",
+            f"model: {data.image_size}x{data.image_size} pixels on a {model.grid_size}x{model.grid_size} grid of "
+            f"{model.patch}x{model.patch} patches, HCAL {'on its towers' if data.hcal_towers else 'per pixel'}",
+            f"evaluation took {seconds['total']:.0f} s",
         ],
     }
 
@@ -342,6 +415,9 @@ def export(model, config: dict[str, Any], data: DiffusionData, staging_dir: Path
     return {
         "image_size": size,
         "crop": data.crop,
+        "patch": model.patch,
+        "hcal_towers": data.hcal_towers,
+        "grid": [model.grid_size, model.grid_size, model.cell_channels],
         "channels": list(CHANNELS),
         "labels": {"quark": 0, "gluon": 1, "unconditional": 2},
         "transform": data.transform,

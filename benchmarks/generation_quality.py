@@ -1,0 +1,131 @@
+"""Generation quality of a diffusion export on held-out test events: one table, every number beside its floor.
+
+Loads the SavedModel of ``python -m hep_keras.fit diffusion`` (``saved_models/diffusion``), reads the *test*
+split of the file it was trained on (recorded in the export's metadata; never trained on, never used for early
+stopping), splits it into halves A (reference) and B (real-vs-real floor), generates one event per event of B
+with B's quark/gluon label and prints (:mod:`hep_keras.evaluation.generation_quality`):
+
+* high-level classifier AUC real vs generated (HistGradientBoosting, 5-fold) and its real-vs-real floor,
+* small-CNN AUC on the full images and its floor,
+* W1 of jet mass, pT, per-channel energy and occupancy, in units of the floor W1(B, A),
+* quark/gluon: a q/g classifier trained on A, AUC on generated vs on real B,
+
+all with bootstrap errors; then network evaluations per event and generated events/s at the export's steps
+beside a 1000-step ancestral DDPM of the same network (timed on ``--ddpm-events`` events).
+
+Usage::
+
+    python benchmarks/generation_quality.py saved_models/diffusion [--events 400] [--steps 25]
+    python benchmarks/generation_quality.py --tiny      # smoke mode: tiny untrained model, seconds
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def test_events(path: str, n_events: int, config: dict[str, Any], events: int, crop) -> tuple[np.ndarray, np.ndarray]:
+    """Up to ``events`` events of the test split of ``path`` (GeV images, int labels)."""
+    from hep_keras.data import read_events, split_indices
+
+    idx = split_indices(n_events, "test", config["fractions"], config["seed"])
+    idx = np.sort(np.random.default_rng(config["seed"]).permutation(idx)[:events])
+    out = read_events(path, idx, fields=("X_jets", "y"), crop=crop)
+    return out["X_jets"], out["y"].astype(np.int32)
+
+
+def tiny_setup(events: int):
+    """Smoke mode: a tiny untrained full-resolution model on the shipped sample (no export needed)."""
+    from hep_keras.data import inspect_jet_file, read_events
+    from hep_keras.data.sample import SAMPLE_PATH
+    from hep_keras.models.diffusion import JetDiffusion, fit_intensity_transform, make_sample_labels_fn
+
+    config = {"fractions": [0.8, 0.1, 0.1], "seed": 0}
+    info = inspect_jet_file(SAMPLE_PATH)
+    fit = read_events(SAMPLE_PATH, np.arange(32), fields=("X_jets",))["X_jets"]
+    model = JetDiffusion(
+        image_size=info.image_shape[0], widths=[8, 8], embed_dim=8, attention=False, patch=5, hcal_towers=True,
+        **fit_intensity_transform(fit),
+    )  # fmt: skip
+    real, labels = test_events(str(SAMPLE_PATH), info.n_events, config, events, None)
+    return make_sample_labels_fn(model), real, labels
+
+
+def run(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, Any], str]:
+    """Compute the table; returns ``(quality rows, speed numbers, description)``."""
+    from hep_keras.evaluation.generation import split_halves
+    from hep_keras.evaluation.generation_quality import quality_table
+    from hep_keras.models.diffusion import sample_in_batches
+
+    if args.tiny:
+        sample, real, labels = tiny_setup(args.events)
+        steps, what = args.steps or 2, "tiny untrained model (smoke mode)"
+    else:
+        from hep_keras.commands.generate import load_diffusion_export
+
+        loaded, metadata = load_diffusion_export(Path(args.export))
+        config, info = metadata["config"], metadata["data"]
+        real, labels = test_events(info["path"], info["n_events"], config, args.events, info["crop"])
+        sample, steps, what = loaded.sample_labels, args.steps or config["sample_steps"], args.export
+    a_idx, b_idx = split_halves(len(real), args.seed)
+    sample_in_batches(sample, labels[:2], steps, args.seed)  # trace outside the timing
+    start = time.perf_counter()
+    generated = sample_in_batches(sample, labels[b_idx], steps, args.seed, batch_size=32)
+    per_second = len(b_idx) / (time.perf_counter() - start)
+
+    ddpm_labels = labels[b_idx][: args.ddpm_events]
+    sample_in_batches(sample, ddpm_labels[:1], 2, args.seed, eta=1.0)  # trace the eta = 1 branch
+    start = time.perf_counter()
+    sample_in_batches(sample, ddpm_labels, args.ddpm_steps, args.seed, eta=1.0)
+    ddpm_per_second = len(ddpm_labels) / (time.perf_counter() - start)
+
+    rows = quality_table(
+        real[a_idx], real[b_idx], generated, labels[a_idx], labels[b_idx], cnn_epochs=args.cnn_epochs, seed=args.seed
+    )
+    speed = {
+        "network_evaluations_per_event": steps,
+        "events_per_second": per_second,
+        "ddpm_steps": args.ddpm_steps,
+        "ddpm_events_per_second": ddpm_per_second,
+        "speedup_vs_ddpm": per_second / ddpm_per_second,
+    }
+    shape = "x".join(map(str, real.shape[1:]))
+    desc = f"{what}: {len(real)} held-out test events ({shape}), A = {len(a_idx)}, B = generated = {len(b_idx)}"
+    return rows, speed, desc
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("export", nargs="?", default="saved_models/diffusion")
+    parser.add_argument("--events", type=int, default=400, help="held-out test events (A + B)")
+    parser.add_argument("--steps", type=int, help="DDIM steps (default: the export's sample_steps)")
+    parser.add_argument("--ddpm-steps", type=int, default=1000)
+    parser.add_argument("--ddpm-events", type=int, default=8, help="events timed with the DDPM sampler")
+    parser.add_argument("--cnn-epochs", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--tiny", action="store_true", help="smoke mode: tiny untrained model on the sample")
+    args = parser.parse_args(argv)
+    if args.tiny:
+        args.events, args.ddpm_steps, args.ddpm_events, args.cnn_epochs = min(args.events, 40), 20, 2, 1
+
+    from hep_keras.evaluation.generation_quality import format_table
+
+    rows, speed, desc = run(args)
+    print(f"# {desc}")
+    print(format_table(rows))
+    print()
+    print("| speed | value |\n|---|---:|")
+    print(f"| network evaluations per event | {speed['network_evaluations_per_event']} (target <= 50) |")
+    print(f"| generated events/s | {speed['events_per_second']:.2f} |")
+    print(f"| {speed['ddpm_steps']}-step DDPM events/s (same network) | {speed['ddpm_events_per_second']:.3f} |")
+    print(f"| speed-up vs DDPM | {speed['speedup_vs_ddpm']:.1f}x |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,231 @@
+"""Generation quality table: every number beside its real-vs-real floor, with bootstrap errors.
+
+Inputs are numpy arrays only: two disjoint sets of held-out *real* events, A (the reference) and B (a second
+real sample, the floor), and generated events with the same quark/gluon labels as B. Every measure is
+computed twice, generated vs A and real B vs A, so a number is read against what a second real sample of the
+same size gives:
+
+* ``hl_auc``: a real-vs-other classifier (sklearn ``HistGradientBoostingClassifier``, k-fold out-of-fold
+  scores) on high-level features (:func:`quality_features`): per-channel energy, occupancy at
+  :data:`OCCUPANCY_THRESHOLDS` GeV, radial profile, image jet mass and pT, hottest pixel per channel.
+  0.5 = indistinguishable (the floor is 0.5 up to statistics).
+* ``cnn_auc``: the same with a small Keras CNN on the full images (log1p GeV), 2-fold.
+* ``w1_<observable>``: Wasserstein-1 (``scipy.stats.wasserstein_distance``) to A, in units of the floor
+  W1(B, A); the floor's own value is 1 by definition and its error is shown in the floor column.
+* ``qg_auc``: a quark/gluon classifier trained on A is applied to B (real) and to the generated events; the
+  generated AUC should be within 0.05 of the real one.
+
+Errors are the standard deviation over ``n_boot`` bootstrap resamples of the scored events (AUC) or of both
+samples (W1). Every stage can report progress through a ``progress(stage, done, total)`` callback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from scipy.stats import wasserstein_distance
+
+from hep_keras.physics import CHANNEL_KEYS, image_observables, radial_profile
+
+#: per-pixel thresholds [GeV] of the occupancy features
+OCCUPANCY_THRESHOLDS = (0.0, 1.0, 5.0)
+#: observables whose W1 is reported (image_observables keys)
+W1_OBSERVABLES = ("mass", "pt", *(f"energy_{c}" for c in CHANNEL_KEYS), *(f"occupancy_{c}" for c in CHANNEL_KEYS))
+RADIAL_BINS, RADIAL_MAX = 8, 0.8
+
+
+def quality_features(images: np.ndarray) -> np.ndarray:
+    """High-level features ``(N, F)`` of ``(N, H, W, 3)`` GeV images (see the module docstring)."""
+    obs = image_observables(images)
+    columns = [np.log1p(np.maximum(obs[f"energy_{c}"], 0.0)) for c in CHANNEL_KEYS]
+    for threshold in OCCUPANCY_THRESHOLDS:
+        counts = (images > threshold).sum(axis=(1, 2))
+        columns += [np.log1p(counts[:, c]) for c in range(images.shape[-1])]
+    _, profile = radial_profile(images, RADIAL_BINS, RADIAL_MAX)
+    columns += list(profile.T)
+    columns += [np.log1p(obs["mass"]), np.log1p(obs["pt"])]
+    columns += list(np.log1p(images.max(axis=(1, 2))).T)
+    return np.stack(columns, axis=1).astype(np.float32)
+
+
+def _auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(labels, scores))
+
+
+def bootstrap_auc(labels: np.ndarray, scores: np.ndarray, n_boot: int = 200, seed: int = 0) -> tuple[float, float]:
+    """``(AUC, bootstrap standard deviation)`` of scores for binary labels."""
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(n_boot):
+        idx = rng.integers(0, len(labels), len(labels))
+        if labels[idx].min() != labels[idx].max():
+            values.append(_auc(labels[idx], scores[idx]))
+    return _auc(labels, scores), float(np.std(values))
+
+
+def _boosted(n_train: int, seed: int):
+    """Gradient-boosted trees; leaves of at least 2 and at most 20 events (1/20 of the training events)."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    leaf = max(2, min(20, n_train // 20))
+    return HistGradientBoostingClassifier(max_iter=100, max_leaf_nodes=15, min_samples_leaf=leaf, random_state=seed)
+
+
+def oof_scores(x0: np.ndarray, x1: np.ndarray, folds: int = 5, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Out-of-fold scores of a gradient-boosted classifier separating ``x0`` (label 0) from ``x1`` (label 1)."""
+    from sklearn.model_selection import StratifiedKFold
+
+    x = np.concatenate([x0, x1])
+    y = np.concatenate([np.zeros(len(x0)), np.ones(len(x1))]).astype(int)
+    scores = np.zeros(len(y))
+    for train, test in StratifiedKFold(folds, shuffle=True, random_state=seed).split(x, y):
+        clf = _boosted(len(train), seed)
+        clf.fit(x[train], y[train])
+        scores[test] = clf.predict_proba(x[test])[:, 1]
+    return y, scores
+
+
+def _cnn(shape: tuple[int, int, int], seed: int):
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential(
+        [
+            keras.Input(shape),
+            keras.layers.Conv2D(16, 5, strides=5, activation="relu"),  # 125 -> 25: one cell per HCAL tower
+            keras.layers.Conv2D(32, 3, strides=2, padding="same", activation="relu"),
+            keras.layers.Conv2D(32, 3, strides=2, padding="same", activation="relu"),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(32, activation="relu"),
+            keras.layers.Dense(1, activation="sigmoid"),
+        ],
+        name="two_sample_cnn",
+    )
+    model.compile(optimizer=keras.optimizers.Adam(2e-3), loss="binary_crossentropy")
+    return model
+
+
+def cnn_oof_scores(images0: np.ndarray, images1: np.ndarray, epochs: int = 8, seed: int = 0):
+    """2-fold out-of-fold scores of a small CNN on log1p(GeV) images separating ``images0`` from ``images1``."""
+    x = np.log1p(np.maximum(np.concatenate([images0, images1]), 0.0)).astype(np.float32)
+    y = np.concatenate([np.zeros(len(images0)), np.ones(len(images1))]).astype(np.float32)
+    perm = np.random.default_rng(seed).permutation(len(y))
+    halves = (perm[: len(y) // 2], perm[len(y) // 2 :])
+    scores = np.zeros(len(y))
+    for k, test in enumerate(halves):
+        train = halves[1 - k]
+        model = _cnn(x.shape[1:], seed + k)
+        model.fit(x[train], y[train], epochs=epochs, batch_size=32, verbose=0)
+        scores[test] = np.asarray(model.predict(x[test], batch_size=64, verbose=0)).ravel()
+    return y.astype(int), scores
+
+
+def bootstrap_w1(a: np.ndarray, b: np.ndarray, n_boot: int = 200, seed: int = 0) -> tuple[float, float]:
+    """``(W1(a, b), bootstrap standard deviation)`` resampling both samples."""
+    rng = np.random.default_rng(seed)
+    boots = [
+        wasserstein_distance(a[rng.integers(0, len(a), len(a))], b[rng.integers(0, len(b), len(b))])
+        for _ in range(n_boot)
+    ]
+    return float(wasserstein_distance(a, b)), float(np.std(boots))
+
+
+def quality_table(
+    real_a: np.ndarray,
+    real_b: np.ndarray,
+    generated: np.ndarray,
+    labels_a: np.ndarray,
+    labels_b: np.ndarray,
+    cnn_epochs: int = 8,
+    n_boot: int = 200,
+    seed: int = 0,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Rows ``{"measure", "value", "error", "floor", "floor_error", "ratio", "unit"}`` (see the module docstring).
+
+    ``generated`` must carry the labels ``labels_b`` (0 quark, 1 gluon) and have as many events as ``real_b``.
+    ``ratio`` is value / floor for W1 rows (1 = as close as a second real sample), and generated − real for
+    the quark/gluon row.
+    """
+    if len(generated) != len(real_b):
+        raise ValueError(f"need as many generated events as real B events, got {len(generated)} and {len(real_b)}")
+    report = progress or (lambda stage, done, total: None)
+    total = 3 + len(W1_OBSERVABLES)
+    rows: list[dict[str, Any]] = []
+    feats = {name: quality_features(x) for name, x in (("a", real_a), ("b", real_b), ("g", generated))}
+
+    gen_auc = bootstrap_auc(*oof_scores(feats["a"], feats["g"], seed=seed), n_boot, seed)
+    floor_auc = bootstrap_auc(*oof_scores(feats["a"], feats["b"], seed=seed), n_boot, seed)
+    rows.append(_row("hl_auc", gen_auc, floor_auc, "AUC", ratio=None))
+    report("classifiers", 1, total)
+
+    gen_cnn = bootstrap_auc(*cnn_oof_scores(real_a, generated, cnn_epochs, seed), n_boot, seed)
+    floor_cnn = bootstrap_auc(*cnn_oof_scores(real_a, real_b, cnn_epochs, seed), n_boot, seed)
+    rows.append(_row("cnn_auc", gen_cnn, floor_cnn, "AUC", ratio=None))
+    report("classifiers", 2, total)
+
+    obs = {name: image_observables(x) for name, x in (("a", real_a), ("b", real_b), ("g", generated))}
+    for i, key in enumerate(W1_OBSERVABLES):
+        value = bootstrap_w1(obs["g"][key], obs["a"][key], n_boot, seed)
+        floor = bootstrap_w1(obs["b"][key], obs["a"][key], n_boot, seed)
+        unit = "pixels" if key.startswith("occupancy") else "GeV"
+        rows.append(_row(f"w1_{key}", value, floor, unit, ratio=value[0] / floor[0] if floor[0] > 0 else np.nan))
+        report("classifiers", 3 + i, total)
+
+    rows.append(_quark_gluon_row(feats, labels_a, labels_b, n_boot, seed))
+    report("classifiers", total, total)
+    return rows
+
+
+def _row(measure: str, value: tuple[float, float], floor: tuple[float, float], unit: str, ratio) -> dict[str, Any]:
+    return {
+        "measure": measure,
+        "value": value[0],
+        "error": value[1],
+        "floor": floor[0],
+        "floor_error": floor[1],
+        "ratio": None if ratio is None else float(ratio),
+        "unit": unit,
+    }
+
+
+def _quark_gluon_row(feats, labels_a, labels_b, n_boot: int, seed: int) -> dict[str, Any]:
+    labels_a, labels_b = np.asarray(labels_a).astype(int), np.asarray(labels_b).astype(int)
+    if min(np.bincount(labels_a, minlength=2).min(), np.bincount(labels_b, minlength=2).min()) < 2:
+        nan = (float("nan"), float("nan"))
+        return _row("qg_auc", nan, nan, "AUC", ratio=float("nan"))
+    clf = _boosted(len(labels_a), seed)
+    clf.fit(feats["a"], labels_a)
+    real = bootstrap_auc(labels_b, clf.predict_proba(feats["b"])[:, 1], n_boot, seed)
+    gen = bootstrap_auc(labels_b, clf.predict_proba(feats["g"])[:, 1], n_boot, seed)
+    # here the "floor" column holds the real events' AUC and ratio the difference generated - real
+    return _row("qg_auc", gen, real, "AUC", ratio=gen[0] - real[0])
+
+
+#: what each row means and its target at the default budget, for the printed table
+TARGETS = {
+    "hl_auc": "<= 0.75",
+    "cnn_auc": "reported",
+    "qg_auc": "gen - real within ±0.05",
+    **{f"w1_{k}": "<= 3x floor" for k in W1_OBSERVABLES},
+}
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """Markdown table of :func:`quality_table` rows."""
+    lines = [
+        "| measure | generated | real-vs-real floor | ratio (W1: gen/floor; q/g: gen-real) | target |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for r in rows:
+        ratio = "" if r["ratio"] is None else f"{r['ratio']:.2f}"
+        floor_name = "real q/g AUC " if r["measure"] == "qg_auc" else ""
+        lines.append(
+            f"| {r['measure']} [{r['unit']}] | {r['value']:.3f} ± {r['error']:.3f} | "
+            f"{floor_name}{r['floor']:.3f} ± {r['floor_error']:.3f} | {ratio} | {TARGETS.get(r['measure'], '')} |"
+        )
+    return "\n".join(lines)

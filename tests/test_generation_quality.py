@@ -1,0 +1,78 @@
+"""Tests of the generation quality table (every measure beside its real-vs-real floor) and its benchmark script."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hep_keras.evaluation.generation_quality import (
+    W1_OBSERVABLES,
+    bootstrap_w1,
+    format_table,
+    quality_features,
+    quality_table,
+)
+
+COLUMNS = {"measure", "value", "error", "floor", "floor_error", "ratio", "unit"}
+
+
+def jets(n: int, size: int = 15, seed: int = 0, scale: float = 1.0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    images = np.where(rng.random((n, size, size, 3)) < 0.1, rng.exponential(scale, (n, size, size, 3)), 0.0)
+    images[:, size // 2, size // 2, :] += rng.exponential(20.0 * scale, (n, 3))
+    return images.astype("float32")
+
+
+def test_w1_of_a_shift_is_the_shift():
+    a = np.random.default_rng(0).normal(size=500)
+    value, error = bootstrap_w1(a + 2.0, a, n_boot=20)
+    assert value == pytest.approx(2.0, abs=1e-9) and error < 0.3
+
+
+def test_a_second_real_sample_sits_exactly_on_the_floor():
+    """Generated = the real floor sample B: every measure equals its floor (W1 ratio 1, same AUCs)."""
+    real_a, real_b = jets(24, seed=1), jets(24, seed=2)
+    labels = np.arange(24) % 2
+    rows = quality_table(real_a, real_b, real_b.copy(), labels, labels, cnn_epochs=1, n_boot=20)
+    assert [r["measure"] for r in rows] == ["hl_auc", "cnn_auc", *(f"w1_{k}" for k in W1_OBSERVABLES), "qg_auc"]
+    for row in rows:
+        assert set(row) == COLUMNS
+        assert row["value"] == pytest.approx(row["floor"]), row["measure"]
+        if row["measure"].startswith("w1_"):
+            assert row["ratio"] == pytest.approx(1.0) and row["floor"] > 0
+    assert rows[-1]["ratio"] == pytest.approx(0.0)  # quark/gluon AUC: generated - real
+
+
+def test_different_energy_scale_is_detected():
+    real_a, real_b = jets(40, seed=1), jets(40, seed=2)
+    hot = jets(40, seed=3, scale=3.0)
+    labels = np.arange(40) % 2
+    rows = {r["measure"]: r for r in quality_table(real_a, real_b, hot, labels, labels, cnn_epochs=1, n_boot=20)}
+    assert rows["hl_auc"]["value"] > 0.9 > rows["hl_auc"]["floor"]
+    assert rows["w1_energy_ecal"]["ratio"] > 3.0
+    assert "| hl_auc [AUC] |" in format_table(list(rows.values()))
+    with pytest.raises(ValueError, match="as many generated"):
+        quality_table(real_a, real_b, hot[:10], labels, labels)
+
+
+def test_quality_features_shape_and_hottest_pixel():
+    images = jets(3)
+    feats = quality_features(images)
+    assert feats.shape == (3, 3 + 9 + 8 + 2 + 3)
+    np.testing.assert_allclose(feats[:, -3:], np.log1p(images.max(axis=(1, 2))), rtol=1e-6)
+
+
+def test_benchmark_tiny_mode_prints_the_table_with_floors(capsys):
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "generation_quality.py"
+    spec = importlib.util.spec_from_file_location("generation_quality_benchmark", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--tiny", "--events", "24"]) == 0
+    out = capsys.readouterr().out
+    assert "| measure | generated | real-vs-real floor |" in out and "speed-up vs DDPM" in out
+    lines = {line.split(" |")[0].strip("| "): line for line in out.splitlines() if line.startswith("| w1_mass")}
+    floor = float(lines["w1_mass [GeV]"].split("|")[3].split("±")[0])
+    assert floor > 0  # the real-vs-real floor was computed
