@@ -255,14 +255,14 @@ class _BlockReader:
         """The wanted rows of several blocks in a random order, gathered straight into the output (one copy
         per field, like :meth:`__call__`).
 
-        The permutation is seeded by ``seed`` and the block ids, so a given window is reproducible and a new
-        window (blocks are reshuffled every epoch) gets a new order.
+        The permutation is seeded by ``seed`` (drawn per window and epoch from the pipeline's seed) and the block
+        ids: reproducible for a given seed, different every epoch.
         """
         blocks = [int(b) for b in np.asarray(blocks).ravel()]
         parts = [self._raw(block) for block in blocks]
         sources = [(k, int(row)) for k, (_, local, _) in enumerate(parts) for row in local]
         events = np.concatenate([part[2] for part in parts])
-        order = np.random.default_rng([int(seed), *blocks]).permutation(len(sources))
+        order = np.random.default_rng([int(seed) % 2**63, *blocks]).permutation(len(sources))
         out = []
         for f, field in enumerate(self.fields):
             first = parts[0][0][f]
@@ -465,8 +465,8 @@ def _pipeline(
             tensor.set_shape((None, *shape))
         return outs[0] if n_fields == 1 else tuple(outs)
 
-    def read_window(window):
-        outs = tf.numpy_function(reader.read_window, [window, seed + 1], Tout=[tf.float32] * n_fields)
+    def read_window(window, window_seed):
+        outs = tf.numpy_function(reader.read_window, [window, window_seed], Tout=[tf.float32] * n_fields)
         for tensor, shape in zip(outs, shapes, strict=True):
             tensor.set_shape((None, *shape))
         return outs[0] if n_fields == 1 else tuple(outs)
@@ -478,7 +478,10 @@ def _pipeline(
         ds = ds.repeat()
     parallel = tf.data.AUTOTUNE if num_parallel_reads is None else int(num_parallel_reads)
     if shuffle:  # windows of shuffled blocks, events permuted inside each window: no unbatch/shuffle copies
-        ds = ds.batch(max(1, window_blocks)).map(read_window, num_parallel_calls=parallel, deterministic=True)
+        # a fresh permutation seed per window and epoch (seeded: the same run gives the same order)
+        seeds = tf.data.Dataset.random(seed=seed + 1, rerandomize_each_iteration=True)
+        ds = tf.data.Dataset.zip((ds.batch(max(1, window_blocks)), seeds))
+        ds = ds.map(read_window, num_parallel_calls=parallel, deterministic=True)
     else:
         ds = ds.map(read_block, num_parallel_calls=parallel, deterministic=True)
     # windows/blocks -> batches with one copy (unbatch + batch would copy every event twice)

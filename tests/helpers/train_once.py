@@ -46,10 +46,17 @@ def trace_blocks(path: str) -> None:
             tag = "sharded"
 
         class Traced:
-            def __call__(self, block):
+            def _log(self, blocks):
                 with open(path, "a") as handle:
-                    handle.write(f"{os.getpid()} {tag} {int(block)}\n")
+                    handle.writelines(f"{os.getpid()} {tag} {int(b)}\n" for b in blocks)
+
+            def __call__(self, block):
+                self._log([block])
                 return reader(block)
+
+            def read_window(self, blocks, seed):
+                self._log(list(blocks))
+                return reader.read_window(blocks, seed)
 
         return pipeline(Traced(), blocks, shapes, **kwargs)
 
