@@ -298,3 +298,17 @@ def test_resuming_with_other_settings_is_refused(tmp_path):
         check_same_search(tmp_path, {**description, "config": {"epochs": 3, "seed": 0}})
     with pytest.raises(ConfigError, match=r"changed: objective, space"):
         check_same_search(tmp_path, {**description, "space": {"beta": {}}, "objective": ["b", "min"]})
+
+
+def test_a_trial_finished_just_before_a_kill_is_not_run_again():
+    import keras_tuner as kt
+
+    from hep_keras.training.tuning.hypermodel import forget_finished_retries
+
+    oracle = kt.oracles.RandomSearchOracle(objective=kt.Objective("val_loss", "min"), max_trials=3)
+    oracle.trials = {
+        "0": kt.engine.trial.Trial(oracle.get_space(), trial_id="0", status="COMPLETED"),
+        "1": kt.engine.trial.Trial(oracle.get_space(), trial_id="1", status="RUNNING"),
+    }
+    oracle._retry_queue = ["0", "1"]  # what reload() makes of an oracle.json saved inside end_trial
+    assert forget_finished_retries(oracle) == ["0"] and oracle._retry_queue == ["1"]

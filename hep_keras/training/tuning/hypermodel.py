@@ -93,22 +93,40 @@ def make_tuner(kind: str, on_trial_end=None, **kwargs):
     base = {"random": kt.RandomSearch, "bayesian": kt.BayesianOptimization, "hyperband": kt.Hyperband}[kind]
 
     class RecordingTuner(base):
-        def run_trial(self, trial, *args, **fit_kwargs):
-            runs = Path(self.get_trial_dir(trial.trial_id)) / RUNS_FILE
+        def _record(self, trial, event: str, **extra) -> None:
             record = {"trial_id": trial.trial_id, "tuner_id": tuner_id(), "host": socket.gethostname()}
-            record["pid"] = os.getpid()
-            _append(runs, {**record, "event": "start", "time": time.time()})
-            start = time.perf_counter()
+            record |= {"pid": os.getpid(), "event": event, "time": time.time(), **extra}
+            _append(Path(self.get_trial_dir(trial.trial_id)) / RUNS_FILE, record)
+
+        def run_trial(self, trial, *args, **fit_kwargs):
+            self._record(trial, "start")
+            self._trial_start, self._trial_epochs = time.perf_counter(), None
             histories = super().run_trial(trial, *args, **fit_kwargs)
             last = histories[-1] if isinstance(histories, list) else histories
-            epochs = len(getattr(last, "history", {}).get("loss", []))
-            seconds = time.perf_counter() - start
-            _append(runs, {**record, "event": "finish", "time": time.time(), "epochs": epochs, "seconds": seconds})
+            self._trial_epochs = len(getattr(last, "history", {}).get("loss", []))
             return histories
 
         def on_trial_end(self, trial):
-            super().on_trial_end(trial)
+            super().on_trial_end(trial)  # the oracle has the result now: only then is the trial "finished"
+            seconds = time.perf_counter() - getattr(self, "_trial_start", time.perf_counter())
+            event = "finish" if trial.status == "COMPLETED" else "fail"
+            self._record(trial, event, status=trial.status, epochs=self._trial_epochs, seconds=seconds)
             if on_trial_end is not None:
                 on_trial_end(Path(self.project_dir))
 
-    return RecordingTuner(**kwargs)
+    tuner = RecordingTuner(**kwargs)
+    if is_chief():
+        forget_finished_retries(tuner.oracle)
+    return tuner
+
+
+def forget_finished_retries(oracle) -> list[str]:
+    """Take trials that finished out of a reloaded oracle's retry queue; return their ids.
+
+    Keras Tuner 1.4.8 ``Oracle.end_trial`` saves ``oracle.json`` *before* it removes the trial from the ongoing
+    ones, and ``Oracle.reload`` re-queues every ongoing trial. A search killed in between would run a
+    finished trial again; its ``trial.json`` (saved first) says ``COMPLETED``, so such trials are dropped here.
+    """
+    finished = [t for t in oracle._retry_queue if oracle.trials[t].status == "COMPLETED"]
+    oracle._retry_queue = [t for t in oracle._retry_queue if t not in finished]
+    return finished
