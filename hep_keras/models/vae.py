@@ -329,7 +329,7 @@ class JetImageVAE(LossModel):
                 t = s // k
                 values = ops.reshape(ops.sum(ops.reshape(images[..., ch], (-1, t, k, t, k)), axis=(2, 4)), (-1, t * t))
                 coords = self._tower_coords
-            top, idx = ops.top_k(values, min(self.truth_deposits, ops.shape(values)[-1]))
+            top, idx = ops.top_k(values, min(self.truth_deposits, (s // k) ** 2))  # same size for every channel
             sets.append((ops.take(ops.convert_to_tensor(coords), idx, axis=0), top))
         positions = ops.stack([p for p, _ in sets], axis=1)
         weights = ops.stack([w for _, w in sets], axis=1)
