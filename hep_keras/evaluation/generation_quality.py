@@ -81,6 +81,7 @@ def oof_scores(x0: np.ndarray, x1: np.ndarray, folds: int = 5, seed: int = 0) ->
 
     x = np.concatenate([x0, x1])
     y = np.concatenate([np.zeros(len(x0)), np.ones(len(x1))]).astype(int)
+    folds = max(2, min(folds, len(x0), len(x1)))  # small samples: fewer folds, at least one event per class
     scores = np.zeros(len(y))
     for train, test in StratifiedKFold(folds, shuffle=True, random_state=seed).split(x, y):
         clf = _boosted(len(train), seed)

@@ -37,7 +37,7 @@ HCAL_GRIDS = ("auto", "tower", "pixel")
 DEFAULTS: dict[str, Any] = {
     "crop": 0,  # 0 = the full image (125x125); else the side of a central crop in pixels
     "patch": 5,  # pixel blocks folded into one U-Net cell: 125x125 -> 25x25 grid (1 = pixel grid)
-    "hcal_grid": "auto",  # tower: HCAL as one value per patch (its 5x5 towers); pixel; auto: tower if the data are
+    "hcal_grid": "auto",  # tower (one HCAL value per patch) | pixel | auto (tower if HCAL is constant on 5x5 blocks)
     "widths": [24, 48, 96],  # U-Net channels per level of the 25x25 grid (padded to 28): 28, 14, 7 cells
     "blocks_per_level": 1,
     "attention": True,  # self-attention at the lowest resolution
