@@ -9,6 +9,15 @@ from nbclient import NotebookClient
 NOTEBOOKS = sorted((Path(__file__).parents[1] / "notebooks").glob("*.ipynb"))
 
 
+def test_notebooks_are_committed_without_outputs():
+    assert len(NOTEBOOKS) >= 6
+    for path in NOTEBOOKS:
+        notebook = nbformat.read(path, as_version=4)
+        code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+        assert notebook.cells[0].cell_type == "markdown", f"{path.name}: starts without an introduction"
+        assert not [cell for cell in code if cell.outputs or cell.execution_count], f"{path.name} has outputs"
+
+
 @pytest.mark.integration
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_executes(path, tmp_path):

@@ -18,7 +18,9 @@ import mplhep  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.colors import LogNorm, SymLogNorm  # noqa: E402
 
-from hep_keras.physics import CHANNEL_TITLES, PIXEL_SIZE, image_observables  # noqa: E402
+from hep_keras.physics import CHANNELS, PIXEL_SIZE, image_observables  # noqa: E402
+
+CHANNEL_TITLES = CHANNELS
 
 #: observables of the histograms: (key of image_observables, label as in the dataset, unit)
 OBSERVABLES = (

@@ -16,7 +16,8 @@ import numpy as np
 
 from hep_keras.evaluation import fidelity as F
 from hep_keras.evaluation.metrics import response
-from hep_keras.physics import CHANNELS, image_observables
+from hep_keras.physics import CHANNEL_KEYS as CHANNELS  # lower-case keys of image_observables
+from hep_keras.physics import image_observables
 
 MEAN_IMAGE = "mean image"
 PCA = "PCA"
