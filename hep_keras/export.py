@@ -131,14 +131,19 @@ def read_metadata(export_dir: Path) -> dict[str, Any]:
         raise DataError(f"{path}: unreadable export metadata ({err})") from None
 
 
-def load_saved_model(export_dir: Path):
+def load_saved_model(export_dir: Path, models: tuple[str, ...] | None = None):
     """Load the SavedModel of an export for inference; returns ``(loaded, metadata)``.
 
-    Needs only TensorFlow: no hep_keras model code or config is imported.
+    Needs only TensorFlow: no hep_keras model code or config is imported. ``models``: the model names the
+    caller can use (e.g. ``("vae", "ae")``); an export of another model is one :class:`DataError` naming both.
     """
     import tensorflow as tf
 
     metadata = read_metadata(export_dir)
+    if models is not None and metadata.get("model") not in models:
+        raise DataError(
+            f"{export_dir}: is a {metadata.get('model')!r} export; this command needs a {' or '.join(models)} export"
+        )
     try:
         loaded = tf.saved_model.load(str(Path(export_dir) / SAVED_MODEL_DIR))
     except (OSError, ValueError, tf.errors.OpError) as err:

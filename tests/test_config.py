@@ -110,8 +110,8 @@ def test_recipes_compile_with_the_configured_jit(make_jet_file, tmp_path):
     images = make_jet_file("j.h5", n=24, size=16)
     jets = write_table(tmp_path / "jets.h5", toy_table(64))
     tiny = {
-        "vae": ["--set", "widths=[8]", "--set", "latent_dim=2"],
-        "ae": ["--set", "widths=[8]", "--set", "latent_dim=2"],
+        "vae": ["--set", "widths=[8]", "--set", "latent_dim=2", "--set", "hcal_tower=4"],
+        "ae": ["--set", "widths=[8]", "--set", "latent_dim=2", "--set", "hcal_tower=4"],
         "diffusion": ["--set", "crop=8", "--set", "widths=[8,8]", "--set", "embed_dim=8", "--set", "norm_events=8"],
         "compressor": ["--set", "widths=[8]"],
     }

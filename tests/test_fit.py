@@ -220,3 +220,31 @@ def test_bad_data_and_output_dir_errors(tmp_path, make_jet_file):
     assert result.returncode == 2 and "run directory is not writable" in result.stderr
     result = run_cli("hep_keras.reconstruct", tmp_path / "nothing", "--out", tmp_path / "o")
     assert result.returncode == 2 and "not a hep_keras export" in result.stderr
+
+
+@pytest.mark.parametrize("where", ["normalisation", "training"])
+def test_nan_or_inf_in_the_data_is_one_error_line_and_the_fixed_file_resumes(tmp_path, make_jet_file, where):
+    """Found while fitting the normalisation (before the run directory exists) or while streaming the training
+    split (the run directory exists): one line naming file, event and channel; after the fix the same command
+    runs to the end."""
+    path = make_jet_file("bad.h5", n=48, size=16)
+    with h5py.File(path, "r+") as f:
+        event = 47 if where == "training" else 0
+        clean = f["X_jets"][event]
+        bad = clean.copy()
+        bad[3, 4, 2] = np.inf if where == "training" else np.nan
+        f["X_jets"][event] = bad
+    run_dir = tmp_path / "run"
+    args = ["hep_keras.fit", "vae", "--data", path, "--epochs", "1", *TINY, "--run-dir", run_dir, "--no-export"]
+    args += ["--set", f"norm_fit_events={8 if where == 'training' else 1000}", "--max-events", "48"]
+    result = run_cli(*args)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and lines[-1].startswith(f"error: {path}: 'X_jets' has NaN/Inf"), result.stderr
+    assert f"channel HCAL of event {event}" in lines[-1]
+    assert "Traceback" not in result.stderr
+    assert run_dir.exists() == (where == "training")
+    with h5py.File(path, "r+") as f:
+        f["X_jets"][event] = clean
+    again = run_cli(*args)
+    assert again.returncode == 0, again.stderr
+    assert (run_dir / "DONE").is_file()

@@ -26,7 +26,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="optional export of `fit compressor` (needed for --codec ae), the jet file "
         "(.h5 .npz .parquet .csv .root[:tree], .pkl with --allow-pickle) and the compressed file to write",
     )
-    parser.add_argument("--codec", default="auto", help="auto | float32 | float16 | quantized | zfp | context | ae")
+    parser.add_argument(
+        "--codec",
+        default="auto",
+        help="auto | float32 | float16 | quantized | zfp | context | ae (default: auto = the smallest that keeps "
+        "the bound)",
+    )
     parser.add_argument(
         "--max-rel-error",
         type=float,
@@ -38,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--latent-dtype",
         choices=("float16", "float32"),
         default="float16",
-        help="storage of the latent numbers of --codec ae without a bound",
+        help="storage of the latent numbers of --codec ae without a bound (default: float16)",
     )
     parser.add_argument("--columns", help="explicit columns, e.g. pt=Jet_pt,eta=Jet_eta,phi=Jet_phi,m=Jet_mass")
     parser.add_argument("--min-pt", type=float, help="keep only jets with pt >= MIN_PT GeV")
@@ -65,7 +70,7 @@ def load_jet_model(export_dir: str):
     from hep_keras.data.jet_codec import directory_fingerprint
     from hep_keras.export import SAVED_MODEL_DIR, load_saved_model
 
-    loaded, _ = load_saved_model(Path(export_dir))
+    loaded, _ = load_saved_model(Path(export_dir), models=("compressor",))
     return JetModel.from_saved_model(loaded, directory_fingerprint(Path(export_dir) / SAVED_MODEL_DIR))
 
 

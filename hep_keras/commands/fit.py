@@ -38,33 +38,47 @@ FLAG_KEYS = (
 )
 
 
+def add_config_options(parser: argparse.ArgumentParser) -> None:
+    """The options that set config keys (shared by ``fit`` and ``tune``); ``None`` = the config's value."""
+    the_config = "(default: the model's, see --show-config)"
+    parser.add_argument(
+        "--data", help="input: HDF5 file, FILE.root:tree, a table, or tfds:quark_gluon[@DIR] (default: shipped sample)"
+    )
+    parser.add_argument("--config", help="TOML or JSON file of config keys (see --show-config)")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override one config key (repeatable)"
+    )
+    parser.add_argument("--epochs", type=int, help=f"training epochs {the_config}")
+    parser.add_argument("--batch-size", type=int, help=f"global batch size in events (jets) {the_config}")
+    parser.add_argument("--learning-rate", type=float, help=f"Adam learning rate {the_config}")
+    parser.add_argument("--max-events", type=int, help="use only the first N events of the file (default: all)")
+    parser.add_argument("--steps-per-epoch", type=int, help="batches per epoch (default: one pass over the split)")
+    parser.add_argument("--seed", type=int, help=f"seed of splits, initialisation and noise {the_config}")
+    parser.add_argument("--strategy", help="default | mirrored | multi_worker (TF_CONFIG) | tpu (default: default)")
+    parser.add_argument(
+        "--cpu-replicas", type=int, help="without GPUs: split the CPU into N logical devices (--strategy mirrored)"
+    )
+    parser.add_argument(
+        "--jit-compile", choices=("auto", "true", "false"), help="XLA compilation of the train step (default: auto)"
+    )
+    parser.add_argument("--mixed-precision", action="store_true", help="mixed_float16 compute (for GPUs)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m hep_keras.fit",
         description="Train a hep_keras model; writes runs/<model>/ and exports to saved_models/<model>/.",
     )
     parser.add_argument("model", choices=sorted(RECIPES), help="which model to train")
-    parser.add_argument("--data", help="input file (default: the shipped sample)")
-    parser.add_argument("--config", help="TOML or JSON file of config keys (see --show-config)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one config key")
-    parser.add_argument("--epochs", type=int)
-    parser.add_argument("--batch-size", type=int)
-    parser.add_argument("--learning-rate", type=float)
-    parser.add_argument("--max-events", type=int, help="use only the first N events of the file")
-    parser.add_argument("--steps-per-epoch", type=int)
-    parser.add_argument("--seed", type=int)
-    parser.add_argument("--strategy", help="default | mirrored | multi_worker (TF_CONFIG) | tpu")
-    parser.add_argument(
-        "--cpu-replicas", type=int, help="without GPUs: split the CPU into N logical devices (--strategy mirrored)"
-    )
-    parser.add_argument("--jit-compile", choices=("auto", "true", "false"), help="XLA compilation of the train step")
-    parser.add_argument("--mixed-precision", action="store_true", help="mixed_float16 compute (for GPUs)")
+    add_config_options(parser)
     parser.add_argument("--run-dir", help="run directory (default runs/<model>)")
     parser.add_argument("--export-dir", help="export directory (default saved_models/<model>)")
     parser.add_argument("--no-export", action="store_true", help="skip the export")
     parser.add_argument("--overwrite", action="store_true", help="replace a finished run and an existing export")
     parser.add_argument("--show-config", action="store_true", help="print the resolved config and exit")
-    parser.add_argument("--verbose", type=int, choices=(0, 1, 2), default=None, help="Keras fit verbosity")
+    parser.add_argument(
+        "--verbose", type=int, choices=(0, 1, 2), default=None, help="Keras fit verbosity (default: auto)"
+    )
     return parser
 
 

@@ -41,11 +41,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--label", choices=("quark", "gluon", "mixed"), default="mixed", help="default: mixed (half/half)"
     )
-    parser.add_argument("--steps", type=int, default=25, help="sampling steps = network evaluations per event")
+    parser.add_argument(
+        "--steps", type=int, default=25, help="sampling steps = network evaluations per event (default: %(default)s)"
+    )
     parser.add_argument("--eta", type=float, default=0.0, help="0 = deterministic DDIM ... 1 = DDPM (default 0)")
-    parser.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale (1 = none)")
+    parser.add_argument(
+        "--guidance", type=float, default=1.0, help="classifier-free guidance scale, 1 = none (default: %(default)s)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="same seed and options -> identical events")
-    parser.add_argument("--batch-size", type=int, default=256, help="events per sampling call")
+    parser.add_argument("--batch-size", type=int, default=256, help="events per sampling call (default: %(default)s)")
     parser.add_argument("--pad-to", type=int, help="zero-pad the images to this size (e.g. 125)")
     parser.add_argument("--out", required=True, help="output HDF5 file")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
@@ -89,9 +93,9 @@ def load_diffusion_export(path: Path):
     """The SavedModel and metadata of a diffusion export; :class:`DataError` for anything else."""
     from hep_keras.export import load_saved_model
 
-    loaded, metadata = load_saved_model(path)
-    if metadata.get("model") != "diffusion" or not hasattr(loaded, "sample_labels"):
-        raise DataError(f"{path}: not a diffusion export (model = {metadata.get('model')!r})")
+    loaded, metadata = load_saved_model(path, models=("diffusion",))
+    if not hasattr(loaded, "sample_labels"):
+        raise DataError(f"{path}: not a diffusion export (no sample_labels endpoint)")
     return loaded, metadata
 
 

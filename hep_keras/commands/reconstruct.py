@@ -38,13 +38,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--out", required=True, help="output directory (must not exist unless --overwrite)")
     parser.add_argument("--events", type=int, help="reconstruct only the first N events of the file")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--eval-events", type=int, default=1000, help="events used for metrics and figures")
-    parser.add_argument("--figure-events", type=int, default=4)
-    parser.add_argument("--steps", type=int, default=50, help="sampler steps (diffusion exports only)")
-    parser.add_argument("--baseline-events", type=int, default=2000, help="training events for the baselines")
-    parser.add_argument("--cnn-epochs", type=int, default=10, help="epochs of the CNN two-sample test (0: skip)")
-    parser.add_argument("--overwrite", action="store_true")
+    parser.add_argument("--batch-size", type=int, default=64, help="events per call of the export (default: 64)")
+    parser.add_argument(
+        "--eval-events", type=int, default=1000, help="events used for metrics and figures (default: 1000)"
+    )
+    parser.add_argument("--figure-events", type=int, default=4, help="event displays drawn (default: 4)")
+    parser.add_argument("--steps", type=int, default=50, help="sampler steps, diffusion exports only (default: 50)")
+    parser.add_argument(
+        "--baseline-events",
+        type=int,
+        default=2000,
+        help="training events for the mean-image/PCA baselines (default: 2000)",
+    )
+    parser.add_argument(
+        "--cnn-epochs", type=int, default=10, help="epochs of the CNN two-sample test, 0 = skip (default: 10)"
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out directory")
     return parser
 
 
@@ -89,7 +98,7 @@ def reconstruct_file(export_dir: Path, data: Path, out: Path, args: argparse.Nam
     else:
         info = inspect_jet_file(data)
         image_shape, n_events, fingerprint = list(info.image_shape), info.n_events, info.fingerprint
-    loaded, metadata = load_saved_model(export_dir)
+    loaded, metadata = load_saved_model(export_dir, models=("vae", "ae", "diffusion"))
     expected = metadata.get("image_shape")
     if expected and list(image_shape) != list(expected):
         raise DataError(f"{data}: images are {list(image_shape)} but {export_dir} expects {expected}")

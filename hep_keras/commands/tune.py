@@ -17,7 +17,7 @@ import argparse
 from pathlib import Path
 
 from hep_keras.commands import quiet_tensorflow
-from hep_keras.commands.fit import config_from_args
+from hep_keras.commands.fit import add_config_options, config_from_args
 from hep_keras.training.recipes import RECIPES, get_recipe
 
 TUNERS = ("random", "bayesian", "hyperband")
@@ -25,17 +25,8 @@ TUNERS = ("random", "bayesian", "hyperband")
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m hep_keras.tune", description="Keras Tuner search for a model.")
-    parser.add_argument("model", choices=sorted(RECIPES))
-    parser.add_argument("--data")
-    parser.add_argument("--config")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    for flag in ("epochs", "batch_size", "max_events", "steps_per_epoch", "seed"):
-        parser.add_argument(f"--{flag.replace('_', '-')}", type=int)
-    parser.add_argument("--learning-rate", type=float)
-    parser.add_argument("--strategy", help="tf.distribute strategy inside each trial (as for fit)")
-    parser.add_argument("--cpu-replicas", type=int, help="without GPUs: N logical CPU devices (--strategy mirrored)")
-    parser.add_argument("--jit-compile", choices=("auto", "true", "false"), help="XLA compilation of the train step")
-    parser.add_argument("--mixed-precision", action="store_true")
+    parser.add_argument("model", choices=sorted(RECIPES), help="which model to tune")
+    add_config_options(parser)  # as for fit; --strategy applies inside each trial
     parser.add_argument("--space", help="search-space TOML file (default: tuning/<model>.toml)")
     parser.add_argument(
         "--objective",
@@ -43,20 +34,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="val_emd_ratio (vae, ae; default), val_two_sample_auc (diffusion; default), val_mass_sigma "
         "(compressor; default), val_loss, or any Keras metric with its direction",
     )
-    parser.add_argument("--objective-events", type=int, default=64, help="validation events for the objective")
-    parser.add_argument("--tuner", choices=TUNERS, default="random")
-    parser.add_argument("--max-trials", type=int, default=10)
+    parser.add_argument(
+        "--objective-events", type=int, default=64, help="validation events for the objective (default: 64)"
+    )
+    parser.add_argument("--tuner", choices=TUNERS, default="random", help="search algorithm (default: random)")
+    parser.add_argument("--max-trials", type=int, default=10, help="trials to run (default: 10)")
     parser.add_argument(
         "--initial-points",
         type=int,
         help="bayesian: random trials before the Gaussian process (default 3 per dimension)",
     )
-    parser.add_argument("--directory", default="tuning/results", help="where Keras Tuner keeps its trials")
+    parser.add_argument(
+        "--directory", default="tuning/results", help="where Keras Tuner keeps its trials (default: tuning/results)"
+    )
     parser.add_argument("--project-name", help="default: the model name")
     parser.add_argument("--export-dir", help="export of the re-trained best model (default saved_models/<model>-tuned)")
     parser.add_argument("--no-export", action="store_true", help="do not re-train and export the best configuration")
     parser.add_argument("--overwrite", action="store_true", help="start afresh: delete the search, replace the export")
-    parser.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1)
+    parser.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1, help="Keras verbosity (default: 1)")
     return parser
 
 

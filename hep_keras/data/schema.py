@@ -307,7 +307,11 @@ def check_finite_block(path: str | os.PathLike, key: str, block: np.ndarray, eve
     if np.isscalar(events):
         events = int(events) + np.arange(block.shape[0])
     first, last = int(events[bad[0]]), int(events[bad[-1]])
+    where = ""
+    if block.ndim == 4 and block.shape[-1] == len(CHANNELS):  # images: name the channel(s) of the first event
+        channels = np.flatnonzero(~np.isfinite(block[bad[0]]).all(axis=(0, 1)))
+        where = f", channel {'/'.join(CHANNELS[c] for c in channels)} of event {first}"
     raise DataError(
-        f"{path}: '{key}' has NaN/Inf in {bad.size} event(s) between events {first} and {last} "
+        f"{path}: '{key}' has NaN/Inf in {bad.size} event(s) between events {first} and {last}{where} "
         f"(reading events {int(events[0])}-{int(events[-1])})"
     )

@@ -322,6 +322,7 @@ class JetImageVAE(LossModel):
         ``(N, C, M, 2)`` rad and weights ``(N, C, M)`` normalised to the channel's energy (zeros when empty)."""
         s, c, k = self.image_size, self.channels, self.hcal_tower
         flat = ops.transpose(ops.reshape(images, (-1, s * s, c)), (0, 2, 1))  # (N, C, P)
+        m = min(self.truth_deposits, (s // k) ** 2 if k > 1 else s * s)  # the same set size in every channel
         sets = []
         for ch in range(c):
             values, coords = flat[:, ch], self._pixel_coords
@@ -329,7 +330,7 @@ class JetImageVAE(LossModel):
                 t = s // k
                 values = ops.reshape(ops.sum(ops.reshape(images[..., ch], (-1, t, k, t, k)), axis=(2, 4)), (-1, t * t))
                 coords = self._tower_coords
-            top, idx = ops.top_k(values, min(self.truth_deposits, (s // k) ** 2))  # same size for every channel
+            top, idx = ops.top_k(values, m)
             sets.append((ops.take(ops.convert_to_tensor(coords), idx, axis=0), top))
         positions = ops.stack([p for p, _ in sets], axis=1)
         weights = ops.stack([w for _, w in sets], axis=1)

@@ -47,8 +47,11 @@ def fit_model(
     else:  # a non-chief worker runs every step but keeps its files in a temporary directory
         run_dir = Path(tempfile.mkdtemp(prefix="hep_keras-worker-"))
         export_dir = None if export_dir is None else run_dir / "export"
+    from hep_keras.data import data_errors
+
     try:
-        return _fit(recipe, strategy, name, config, run_dir, export_dir, overwrite and chief, verbose, chief)
+        with data_errors():  # a bad value found while streaming (NaN/Inf, truncated block) is one error line
+            return _fit(recipe, strategy, name, config, run_dir, export_dir, overwrite and chief, verbose, chief)
     finally:
         if not chief:
             shutil.rmtree(run_dir, ignore_errors=True)
@@ -57,7 +60,6 @@ def fit_model(
 def _fit(recipe, strategy, name, config, run_dir: Path, export_dir, overwrite, verbose, chief) -> dict[str, Any]:
     import keras
 
-    from hep_keras.data import data_errors
     from hep_keras.evaluation.plots import plot_history
     from hep_keras.evaluation.report import write_metrics
     from hep_keras.export import write_atomically
@@ -74,16 +76,15 @@ def _fit(recipe, strategy, name, config, run_dir: Path, export_dir, overwrite, v
     train = data.train  # repeated by the recipe when steps_per_epoch is set
     callbacks = standard_callbacks(run_dir, recipe.MONITOR, config["patience"])
     callbacks += recipe.callbacks(config, run_dir)
-    with data_errors():
-        model.fit(
-            train,
-            validation_data=data.val,
-            epochs=config["epochs"],
-            steps_per_epoch=config["steps_per_epoch"],
-            callbacks=callbacks,
-            shuffle=False,  # the pipeline shuffles (blocks per epoch + event buffer)
-            verbose=verbose,
-        )
+    model.fit(
+        train,
+        validation_data=data.val,
+        epochs=config["epochs"],
+        steps_per_epoch=config["steps_per_epoch"],
+        callbacks=callbacks,
+        shuffle=False,  # the pipeline shuffles (blocks per epoch + event buffer)
+        verbose=verbose,
+    )
     best = run_dir / "checkpoints" / "best.weights.h5"
     if best.exists():
         model.load_weights(str(best))
