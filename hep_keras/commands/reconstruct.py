@@ -24,6 +24,7 @@ import numpy as np
 from hep_keras.commands import quiet_tensorflow
 from hep_keras.errors import DataError
 from hep_keras.io import atomic_directory, check_output_dir
+from hep_keras.progress import stage_bar
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -149,6 +150,7 @@ def reconstruct_file(export_dir: Path, data: Path, out: Path, args: argparse.Nam
             f.attrs["export"] = str(export_dir)
             f.attrs["model"] = metadata.get("model", "?")
             done = 0
+            bar = stage_bar(f"reconstructing {n} events", n)
             for images, y, m0, pt in ds:
                 if uses_steps:
                     reco = loaded.reconstruct(images, tf.constant(args.steps, tf.int32))
@@ -167,8 +169,7 @@ def reconstruct_file(export_dir: Path, data: Path, out: Path, args: argparse.Nam
                     keep_y.append(y.numpy()[:take])
                     kept += take
                 done += size
-                print(f"\rreconstructed {done}/{n} events", end="", file=sys.stderr)
-        print(file=sys.stderr)
+                bar.update(done)
         where = (
             f"the {split} split of {data} ({n} events the export's training run held out)"
             if split != "all"

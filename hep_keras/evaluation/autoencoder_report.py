@@ -38,9 +38,11 @@ def evaluate_autoencoder(
     figure_events: int = 4,
     seed: int = 0,
     notes: list[str] | None = None,
+    verbose: int = 1,
 ) -> dict[str, Any]:
     """Fidelity of ``reconstructed`` (GeV) of the held-out ``original`` events against the mean-image and PCA
-    baselines (fitted on ``train_images``; skipped when ``None``), figures into ``figure_dir``.
+    baselines (fitted on ``train_images``; skipped when ``None``), figures into ``figure_dir``; ``verbose=1``
+    shows a progress bar over the measures.
 
     Returns a JSON-able dict: ``fidelity`` (the table's numbers), ``physics`` (responses, occupancy, W1,
     SSIM/PSNR as secondary numbers) and ``report_markdown`` (verdicts in words, then the table).
@@ -64,6 +66,7 @@ def evaluate_autoencoder(
         exact=exact,
         cnn_epochs=cnn_epochs,
         seed=seed,
+        verbose=verbose,
     )
     plot_event_displays(original, reconstructed, figure_dir / "event.png", n_events=figure_events, label=name)
     plot_mean_images_ratio(original, reconstructed, figure_dir / "mean_images.png", label=name)

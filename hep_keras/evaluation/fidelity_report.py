@@ -18,6 +18,7 @@ from hep_keras.evaluation import fidelity as F
 from hep_keras.evaluation.metrics import response
 from hep_keras.physics import CHANNEL_KEYS as CHANNELS  # lower-case keys of image_observables
 from hep_keras.physics import image_observables
+from hep_keras.progress import stage_bar
 
 MEAN_IMAGE = "mean image"
 PCA = "PCA"
@@ -46,6 +47,7 @@ def evaluate_fidelity(
     exact: dict[str, list[str]] | None = None,
     cnn_epochs: int = 10,
     seed: int = 0,
+    verbose: int = 0,
 ) -> tuple[dict[str, Any], dict[str, dict[str, np.ndarray]]]:
     """Measure every reconstruction ``{name: (N, H, W, 3) GeV}`` of the test events ``original`` (GeV).
 
@@ -55,6 +57,7 @@ def evaluate_fidelity(
         code_sizes: numbers per event each reconstruction goes through (for the table).
         exact: per name, the quantities it carries exactly by construction (``"energy"``, ``"mass"``).
         cnn_epochs: epochs of the low-level (CNN) two-sample classifier; 0 skips it.
+        verbose: 1 shows a progress bar over the measures (the classifiers take most of the time).
     Returns:
         ``(results, emd)``: ``results`` is JSON-able (``{"n_events", "original": {...}, "models": {name: row}}``),
         ``emd`` holds the per-event EMD arrays ``{name: {"calo": (N,), "tracks": (N,)}}`` for figures.
@@ -63,15 +66,30 @@ def evaluate_fidelity(
     code_sizes, exact = code_sizes or {}, exact or {}
     obs_o = image_observables(original)
     outer_o = F.outer_ring_share(original)
-    qg = None
     have_labels = test_labels is not None and train_labels is not None
-    if (
+    do_qg = (
         have_labels
         and train_images is not None
         and len(np.unique(test_labels)) > 1
         and len(np.unique(train_labels)) > 1
-    ):
-        qg = F.qg_information(train_images, train_labels, original, test_labels, reconstructions, seed=seed)
+    )
+    bar = stage_bar(
+        "evaluation: fidelity measures (EMD, classifiers)",
+        int(do_qg) + len(reconstructions) * (2 + bool(cnn_epochs)),
+        unit="measure",
+        verbose=verbose,
+    )
+    done = 0
+
+    def measured(value):
+        nonlocal done
+        done += 1
+        bar.update(done)
+        return value
+
+    qg = None
+    if do_qg:
+        qg = measured(F.qg_information(train_images, train_labels, original, test_labels, reconstructions, seed=seed))
     results: dict[str, Any] = {
         "n_events": int(len(original)),
         "original": {"outer_ring_share": outer_o, "qg_auc": qg["auc_original"] if qg else None},
@@ -80,7 +98,7 @@ def evaluate_fidelity(
     emd: dict[str, dict[str, np.ndarray]] = {}
     for name, reco in reconstructions.items():
         reco = np.asarray(reco, np.float32)
-        emd[name] = F.emd_per_event(original, reco)
+        emd[name] = measured(F.emd_per_event(original, reco))
         obs_r = image_observables(reco)
         outer = F.outer_ring_share(reco)
         row = {
@@ -89,8 +107,8 @@ def evaluate_fidelity(
             "emd_calo_median": float(np.median(emd[name]["calo"])),
             "emd_tracks_mean": float(emd[name]["tracks"].mean()),
             "emd_tracks_median": float(np.median(emd[name]["tracks"])),
-            "hl_auc": F.two_sample_auc_hl(original, reco, seed=seed)["auc"],
-            "cnn_auc": F.two_sample_auc_cnn(original, reco, epochs=cnn_epochs, seed=seed)["auc"]
+            "hl_auc": measured(F.two_sample_auc_hl(original, reco, seed=seed)["auc"]),
+            "cnn_auc": measured(F.two_sample_auc_cnn(original, reco, epochs=cnn_epochs, seed=seed)["auc"])
             if cnn_epochs
             else None,
             "outer_ring_share": outer,

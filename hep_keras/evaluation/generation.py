@@ -7,18 +7,12 @@ generator is as close to the data as a second real sample would be. Takes numpy 
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from hep_keras.evaluation.metrics import distribution_distances  # noqa: E402
-from hep_keras.physics import (  # noqa: E402
-    CHANNELS,
+from hep_keras.evaluation.metrics import distribution_distances
+from hep_keras.physics import (
     image_observables,
     pixel_coordinates,
     radial_profile,
@@ -89,44 +83,3 @@ def compare_generated(real: np.ndarray, generated: np.ndarray, seed: int = 0) ->
     out["radial_profile_l1_floor"] = radial_profile_distance(real_a, real_b)
     out.update(n_real_a=len(a_idx), n_real_b=len(b_idx), n_generated=len(gen))
     return out
-
-
-def plot_radial_profiles(real: np.ndarray, generated: np.ndarray, path: str | Path) -> Path:
-    """Mean calorimeter energy fraction per ΔR ring, real vs generated (log y)."""
-    path = Path(path)
-    edges, p_real = radial_profile(real, RADIAL_BINS, RADIAL_MAX)
-    _, p_gen = radial_profile(generated, RADIAL_BINS, RADIAL_MAX)
-    fig, ax = plt.subplots(figsize=(5.5, 4), constrained_layout=True)
-    for profile, label in ((p_real, "real"), (p_gen, "generated")):
-        mean = profile.mean(axis=0)
-        err = profile.std(axis=0) / np.sqrt(max(len(profile), 1))
-        ax.stairs(mean, edges, label=label, lw=1.5)
-        ax.errorbar(0.5 * (edges[1:] + edges[:-1]), mean, err, fmt="none", lw=1)
-    ax.set_yscale("log")
-    ax.set_xlabel("ΔR from image centre")
-    ax.set_ylabel("mean fraction of calorimeter energy")
-    ax.legend()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path
-
-
-def plot_event_gallery(real: np.ndarray, generated: np.ndarray, path: str | Path, n_events: int = 4) -> Path:
-    """Rows of events (real on top, generated below), columns Tracks / ECAL / HCAL, log colour scale (GeV)."""
-    from matplotlib.colors import LogNorm
-
-    path = Path(path)
-    n = min(n_events, len(real), len(generated))
-    fig, axes = plt.subplots(2 * n, 3, figsize=(8, 2.6 * 2 * n), constrained_layout=True, squeeze=False)
-    for i in range(n):
-        for block, (images, name) in enumerate(((real, "real"), (generated, "generated"))):
-            for c in range(3):
-                ax = axes[2 * i + block, c]
-                img = images[i, ..., c]
-                vmax = float(img.max()) if img.max() > 0 else 1.0
-                ax.imshow(np.ma.masked_less_equal(img, 0), norm=LogNorm(vmax * 1e-3, vmax), origin="lower")
-                ax.set_title(f"{name} {i} {CHANNELS[c]} Σ={img.sum():.1f} GeV", fontsize=8)
-                ax.set_xticks([]), ax.set_yticks([])
-    fig.savefig(path, dpi=70)
-    plt.close(fig)
-    return path

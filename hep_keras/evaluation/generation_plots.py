@@ -16,17 +16,15 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
 
-from hep_keras.physics import CHANNELS, PIXEL_SIZE  # noqa: E402
-
-
-def _extent(size_eta: int, size_phi: int) -> list[float]:
-    half_eta, half_phi = size_eta * PIXEL_SIZE / 2, size_phi * PIXEL_SIZE / 2
-    return [-half_phi, half_phi, -half_eta, half_eta]
+from hep_keras.evaluation.style import image_extent, styled  # noqa: E402
+from hep_keras.physics import CHANNELS  # noqa: E402
 
 
 def _show(ax, image, norm, title, cmap="viridis"):
     shown = np.ma.masked_less_equal(image, 0) if isinstance(norm, LogNorm) else image
-    im = ax.imshow(shown, norm=norm, origin="lower", extent=_extent(*image.shape), cmap=cmap, interpolation="nearest")
+    im = ax.imshow(
+        shown, norm=norm, origin="lower", extent=image_extent(*image.shape), cmap=cmap, interpolation="nearest"
+    )
     ax.set_title(title, fontsize=8)
     ax.set_xlabel("Δφ [rad]", fontsize=7)
     ax.set_ylabel("Δη [rad]", fontsize=7)
@@ -42,6 +40,7 @@ def _log_norm(*images, floor_fraction: float = 1e-4) -> LogNorm:
     return LogNorm(max(vmin, vmax * floor_fraction), vmax)
 
 
+@styled
 def plot_mean_and_ratio(real: np.ndarray, generated: np.ndarray, path: str | Path) -> Path:
     """Per channel: mean real image, mean generated image (same log colour range, GeV) and generated / real."""
     path = Path(path)
@@ -62,6 +61,7 @@ def plot_mean_and_ratio(real: np.ndarray, generated: np.ndarray, path: str | Pat
     return path
 
 
+@styled
 def plot_qg_event_displays(
     real: np.ndarray,
     real_labels: np.ndarray,
@@ -91,6 +91,7 @@ def plot_qg_event_displays(
     return path
 
 
+@styled
 def plot_occupancy_maps(real: np.ndarray, generated: np.ndarray, path: str | Path) -> Path:
     """Per channel: fraction of events with a hit in each pixel, real beside generated (same log scale)."""
     path = Path(path)

@@ -21,6 +21,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy.stats import wasserstein_distance  # noqa: E402
 
+from hep_keras.evaluation.style import styled  # noqa: E402
+
 VARIABLES = ("pt", "eta", "phi", "m")
 RELATIVE = ("pt", "m")
 LABELS = {"pt": r"$p_T$", "eta": r"$\eta$", "phi": r"$\phi$", "m": r"$m$"}
@@ -100,6 +102,7 @@ def _hist(ax, values: np.ndarray, span: float, label: str, color=None) -> None:
     ax.legend(fontsize=8)
 
 
+@styled
 def plot_residuals(
     original: np.ndarray, restored: np.ndarray, path: str | Path, span: float = 0.02, min_mass: float = 1.0
 ) -> Path:
@@ -122,6 +125,7 @@ def plot_residuals(
     return path
 
 
+@styled
 def plot_distributions(original: np.ndarray, restored: np.ndarray, path: str | Path) -> Path:
     """Original vs restored distributions of each variable, overlaid (pT and m on a log x axis)."""
     fig, axes = plt.subplots(2, 2, figsize=(10, 7), constrained_layout=True)
@@ -148,6 +152,7 @@ def plot_distributions(original: np.ndarray, restored: np.ndarray, path: str | P
     return path
 
 
+@styled
 def plot_residual_vs_pt(
     original: np.ndarray, restored: np.ndarray, path: str | Path, min_mass: float = 1.0, n_bins: int = 12
 ) -> Path:

@@ -17,16 +17,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.colors import LogNorm, SymLogNorm  # noqa: E402
 
-from hep_keras.physics import CHANNELS, OBSERVABLE_UNITS, PIXEL_SIZE  # noqa: E402
+from hep_keras.evaluation.style import image_extent, label_image_axes, styled  # noqa: E402
+from hep_keras.physics import CHANNELS, OBSERVABLE_UNITS  # noqa: E402
 
 ROW_TITLES = (*CHANNELS, "Sum")
 
 
-def _extent(height: int, width: int) -> list[float]:
-    half_eta, half_phi = height * PIXEL_SIZE / 2, width * PIXEL_SIZE / 2
-    return [-half_phi, half_phi, -half_eta, half_eta]
-
-
+@styled
 def plot_event_comparison(
     original: np.ndarray,
     reconstructed: np.ndarray,
@@ -44,7 +41,7 @@ def plot_event_comparison(
     for i in range(min(n_events, len(original))):
         orig = np.concatenate([original[i], original[i].sum(-1, keepdims=True)], axis=-1)
         reco = np.concatenate([reconstructed[i], reconstructed[i].sum(-1, keepdims=True)], axis=-1)
-        extent = _extent(*orig.shape[:2])
+        extent = image_extent(*orig.shape[:2])
         fig, axes = plt.subplots(4, 3, figsize=(11, 13), constrained_layout=True)
         for row in range(4):
             a, b = orig[..., row], reco[..., row]
@@ -69,8 +66,7 @@ def plot_event_comparison(
             axes[row, 2].set_title(f"{ROW_TITLES[row]} difference", fontsize=9)
             fig.colorbar(im, ax=axes[row, 2], label="GeV / pixel", shrink=0.8)
         for ax in axes.flat:
-            ax.set_xlabel("Δφ")
-            ax.set_ylabel("Δη")
+            label_image_axes(ax)
         fig.suptitle(f"event {i}: {titles[0]} | {titles[1]} | difference")
         out = path.with_name(f"{path.stem}_{i}{path.suffix or '.png'}")
         fig.savefig(out, dpi=80)
@@ -79,6 +75,7 @@ def plot_event_comparison(
     return paths
 
 
+@styled
 def plot_mean_images(
     original: np.ndarray,
     reconstructed: np.ndarray,
@@ -88,7 +85,7 @@ def plot_mean_images(
     """Average image over events per channel, original vs reconstruction (log colour scale, GeV)."""
     path = Path(path)
     mean_o, mean_r = original.mean(axis=0), reconstructed.mean(axis=0)
-    extent = _extent(*mean_o.shape[:2])
+    extent = image_extent(*mean_o.shape[:2])
     fig, axes = plt.subplots(2, 3, figsize=(12, 7.5), constrained_layout=True)
     for c in range(3):
         a, b = mean_o[..., c], mean_r[..., c]
@@ -98,12 +95,14 @@ def plot_mean_images(
         for row, (img, name) in enumerate(((a, titles[0]), (b, titles[1]))):
             im = axes[row, c].imshow(np.ma.masked_less_equal(img, 0), norm=norm, extent=extent, origin="lower")
             axes[row, c].set_title(f"mean {CHANNELS[c]} {name}")
+            label_image_axes(axes[row, c])
         fig.colorbar(im, ax=axes[:, c], label="GeV / pixel", shrink=0.7)
     fig.savefig(path, dpi=80)
     plt.close(fig)
     return path
 
 
+@styled
 def plot_observable_histograms(
     reference: dict[str, np.ndarray],
     other: dict[str, np.ndarray],
@@ -127,6 +126,7 @@ def plot_observable_histograms(
             ax.hist(b, bins=bins, histtype="step", lw=1.5, label=labels[1], density=True)
         unit = OBSERVABLE_UNITS.get(key, "")
         ax.set_xlabel(f"{key} [{unit}]" if unit else key)
+        ax.set_ylabel(f"density [1/{unit}]" if unit else "density")
         title = key if not distances or key not in distances else f"{key}  W1={distances[key]:.3g}"
         ax.set_title(title, fontsize=9)
         ax.legend(fontsize=8)
@@ -154,6 +154,7 @@ def read_history(csv_path: str | Path) -> dict[str, list[float]]:
     return columns
 
 
+@styled
 def plot_history(csv_path: str | Path, path: str | Path) -> Path | None:
     """Training and validation curves of every logged loss (one panel each), from ``history.csv``."""
     csv_path, path = Path(csv_path), Path(path)
@@ -170,6 +171,7 @@ def plot_history(csv_path: str | Path, path: str | Path) -> Path | None:
         if f"val_{name}" in history:
             ax.plot(epochs, history[f"val_{name}"], "s--", label="validation")
         ax.set_xlabel("epoch")
+        ax.set_ylabel(name)
         ax.set_title(name)
         ax.legend()
     fig.savefig(path, dpi=80)
@@ -177,6 +179,7 @@ def plot_history(csv_path: str | Path, path: str | Path) -> Path | None:
     return path
 
 
+@styled
 def plot_latent(latent: np.ndarray, labels: np.ndarray, path: str | Path) -> Path:
     """Latent means coloured quark (y=0) / gluon (y=1): 2-D PCA scatter and the first dimensions' histograms."""
     path = Path(path)
@@ -197,6 +200,8 @@ def plot_latent(latent: np.ndarray, labels: np.ndarray, path: str | Path) -> Pat
     axes[0].legend()
     for k in range(n_hist):
         axes[1 + k].set_title(f"z[{k}]")
+        axes[1 + k].set_xlabel(f"z[{k}] (latent mean)")
+        axes[1 + k].set_ylabel("density")
         axes[1 + k].legend(fontsize=8)
     fig.savefig(path, dpi=80)
     plt.close(fig)

@@ -10,7 +10,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from hep_keras.evaluation.style import styled  # noqa: E402
 
+
+@styled
 def plot_objective_vs_trial(
     trial_ids: list[str], values: np.ndarray, objective: str, direction: str, path: str | Path
 ) -> Path:
@@ -33,6 +36,7 @@ def plot_objective_vs_trial(
     return Path(path)
 
 
+@styled
 def plot_objective_vs_parameter(
     parameter_values: list, values: np.ndarray, parameter: str, objective: str, note: str, path: str | Path
 ) -> Path:

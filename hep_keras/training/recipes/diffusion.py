@@ -23,6 +23,7 @@ import numpy as np
 
 from hep_keras.errors import ConfigError
 from hep_keras.physics import CHANNELS
+from hep_keras.progress import stage_bar
 from hep_keras.training.config import check_choice, check_positive, check_widths
 from hep_keras.training.recipes.base import DataBundle, data_path, no_callbacks
 
@@ -246,14 +247,6 @@ def heldout_events(config: dict[str, Any], data: DiffusionData) -> dict[str, np.
     return read_events(data.path, idx, fields=("X_jets", "y"), crop=data.crop)
 
 
-def _progbar(total: int, stage: str):
-    """A Keras progress bar for one evaluation stage (printed to stdout like the training bars)."""
-    import keras
-
-    print(f"evaluation: {stage}", flush=True)
-    return keras.utils.Progbar(total, unit_name="event" if stage != "classifiers" else "measure")
-
-
 def generate_like(model, labels: np.ndarray, config: dict[str, Any], steps: int | None = None, progress=None):
     """Generate one event per label; returns ``(images GeV, seconds per event after tracing)``."""
     from hep_keras.models.diffusion import make_sample_labels_fn, sample_in_batches
@@ -278,7 +271,7 @@ def _reconstruction_section(model, real: np.ndarray, config: dict[str, Any], fig
     steps = tf.constant(config["recon_steps"], tf.int32)
     inversion, partial = make_reconstruct_fn(model), make_partial_reconstruct_fn(model)
     strength, seed = tf.constant(config["sdedit_strength"], tf.float32), tf.constant(config["seed"], tf.int64)
-    bar = _progbar(len(originals), "reconstruction (DDIM inversion + SDEdit)")
+    bar = stage_bar("evaluation: reconstruction (DDIM inversion + SDEdit)", len(originals))
     recon, sdedit = [], []
     for start in range(0, len(originals), 16):
         chunk = tf.constant(originals[start : start + 16])
@@ -319,7 +312,7 @@ def evaluate(model, config: dict[str, Any], data: DiffusionData, run_dir: Path) 
     events = heldout_events(config, data)
     real, labels = events["X_jets"], events["y"].astype(np.int32)
     a_idx, b_idx = split_halves(len(real), config["seed"])
-    bar = _progbar(len(b_idx), f"sampling ({config['sample_steps']} DDIM steps)")
+    bar = stage_bar(f"evaluation: sampling ({config['sample_steps']} DDIM steps)", len(b_idx))
     generated, per_event = generate_like(model, labels[b_idx], config, progress=bar.update)
     seconds["sampling"] = time.perf_counter() - clock
 
@@ -328,7 +321,7 @@ def evaluate(model, config: dict[str, Any], data: DiffusionData, run_dir: Path) 
     seconds["reconstruction"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    bar = _progbar(1, "classifiers")
+    bar = stage_bar("evaluation: classifiers", 1, unit="measure")
     rows = quality_table(
         real[a_idx],
         real[b_idx],

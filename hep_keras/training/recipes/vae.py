@@ -200,7 +200,8 @@ def evaluate(model, config: dict[str, Any], data: ImageData, run_dir: Path) -> d
     arrays = test_events(config, data)
     train = split_events(config, data, "train", config["baseline_events"])
     images = arrays["X_jets"]
-    reconstructed = model.predict(images, batch_size=config["batch_size"], verbose=0)
+    print(f"evaluation: reconstructing {len(images)} test-split events", flush=True)
+    reconstructed = model.predict(images, batch_size=config["batch_size"], verbose=1)
     figures = Path(run_dir) / "figures"
     metrics = evaluate_autoencoder(
         NAME if model.variational else "ae",
