@@ -36,7 +36,13 @@ def test_image_autoencoder_endpoints(variational, tmp_path):
     from hep_keras.models import JetImageAE, JetImageVAE
     from hep_keras.training.recipes import vae as recipe
 
-    kwargs = {"image_size": SIZE, "widths": [8, 8], "latent_dim": 2, "zero_thresholds": [0.05, 0.05, 0.05]}
+    kwargs = {
+        "image_size": SIZE,
+        "widths": [8, 8],
+        "latent_dim": 2,
+        "zero_thresholds": [0.05, 0.05, 0.05],
+        "hcal_tower": 4,
+    }
     model = JetImageVAE(**kwargs) if variational else JetImageAE(**kwargs)
     norm = {"scales": [1.0] * 3, "norms": [1.0] * 3, "energy_scales": [1.0] * 3, "mass_scale": 1.0}
     data = recipe.ImageData(None, None, {"image_shape": [SIZE, SIZE, 3]}, normalization=norm)

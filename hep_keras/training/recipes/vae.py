@@ -142,17 +142,18 @@ def build_model(config: dict[str, Any], data: ImageData, variational: bool = Tru
     h, w, c = data.info["image_shape"]
     if h != w:
         raise ConfigError(f"{data.info['path']}: images must be square, got {h}x{w}")
-    if h % config["hcal_tower"]:
-        raise ConfigError(
-            f"config key 'hcal_tower' ({config['hcal_tower']}) must divide the image size of {data.info['path']} ({h})"
-        )
+    tower = config["hcal_tower"]
+    if h % tower:  # e.g. a cropped file: the towers do not tile the image (the diffusion recipe does the same)
+        print(f"note: {data.info['path']}: {tower}x{tower} HCAL towers do not tile {h}x{h} images; HCAL per pixel")
+        tower = 1
     kwargs = dict(
         image_size=h,
         channels=c,
         latent_dim=config["latent_dim"],
         widths=config["widths"],
         activation=config["activation"],
-        **{key: config[key] for key in MODEL_KEYS},
+        **{key: config[key] for key in MODEL_KEYS if key != "hcal_tower"},
+        hcal_tower=tower,
         seed=config["seed"],
         **data.normalization,
     )
