@@ -81,8 +81,6 @@ emd = {"vae": {"calo": np.linspace(0.1, 1, 8), "tracks": np.linspace(0.2, 2, 8)}
 FIGURES = {
     "history": lambda tmp: plots.plot_history(_history(tmp), tmp / "f.png"),
     "latent": lambda tmp: plots.plot_latent(np.random.default_rng(0).normal(size=(8, 4)), labels, tmp / "f.png"),
-    "event_comparison": lambda tmp: plots.plot_event_comparison(a, b, tmp / "f.png", n_events=2),
-    "mean_images": lambda tmp: plots.plot_mean_images(a, b, tmp / "f.png"),
     "observable_histograms": lambda tmp: plots.plot_observable_histograms(
         {"mass": a.sum(axis=(1, 2, 3))}, {"mass": b.sum(axis=(1, 2, 3))}, tmp / "f.png"
     ),

@@ -75,7 +75,7 @@ def plot_event_displays(
             fig.colorbar(im, ax=axes[c, 2], label="GeV / pixel", shrink=0.85)
         for ax in axes.flat:
             label_image_axes(ax)
-        fig.suptitle(f"test event {i}: original | {label} | difference", fontsize=16)
+        fig.suptitle(f"event {i}: original | {label} | difference", fontsize=16)
         out = path.with_name(f"{path.stem}_{i}{path.suffix or '.png'}")
         fig.savefig(out, dpi=60)
         plt.close(fig)

@@ -7,13 +7,9 @@ from typing import Any
 
 import numpy as np
 
+from hep_keras.evaluation.fidelity_plots import plot_event_displays, plot_mean_images_ratio
 from hep_keras.evaluation.metrics import reconstruction_metrics
-from hep_keras.evaluation.plots import (
-    plot_event_comparison,
-    plot_latent,
-    plot_mean_images,
-    plot_observable_histograms,
-)
+from hep_keras.evaluation.plots import plot_latent, plot_observable_histograms
 from hep_keras.physics import image_observables
 
 
@@ -34,8 +30,8 @@ def evaluate_reconstruction(
     figure_dir = Path(figure_dir)
     figure_dir.mkdir(parents=True, exist_ok=True)
     metrics = reconstruction_metrics(original, reconstructed)
-    plot_event_comparison(original, reconstructed, figure_dir / "event.png", n_events=figure_events)
-    plot_mean_images(original, reconstructed, figure_dir / "mean_images.png")
+    plot_event_displays(original, reconstructed, figure_dir / "event.png", n_events=figure_events)
+    plot_mean_images_ratio(original, reconstructed, figure_dir / "mean_images.png")
     plot_observable_histograms(
         image_observables(original),
         image_observables(reconstructed),

@@ -1,7 +1,7 @@
-"""Figures a physicist would show: events side by side, observables, losses, latent space.
+"""Figures of any run: observable histograms, losses, latent space (event displays and mean images:
+:mod:`hep_keras.evaluation.fidelity_plots`).
 
-Every function takes numpy arrays (never models) and writes one PNG (or one per event), returning the path(s).
-Energies are drawn on a logarithmic colour scale because the images are sparse and span four decades.
+Every function takes numpy arrays (never models) and writes one PNG, returning its path.
 """
 
 from __future__ import annotations
@@ -15,91 +15,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from matplotlib.colors import LogNorm, SymLogNorm  # noqa: E402
 
-from hep_keras.evaluation.style import image_extent, label_image_axes, styled  # noqa: E402
-from hep_keras.physics import CHANNELS, OBSERVABLE_UNITS  # noqa: E402
-
-ROW_TITLES = (*CHANNELS, "Sum")
-
-
-@styled
-def plot_event_comparison(
-    original: np.ndarray,
-    reconstructed: np.ndarray,
-    path: str | Path,
-    n_events: int = 4,
-    titles: Sequence[str] = ("original", "reconstruction"),
-) -> list[Path]:
-    """One PNG per event: rows Tracks / ECAL / HCAL / sum, columns original | reconstruction | difference.
-
-    Original and reconstruction of a row share one logarithmic colour scale (GeV); the difference
-    (reconstruction − original) uses a symmetric-log scale. Files are ``<stem>_<i>.png`` beside ``path``.
-    """
-    path = Path(path)
-    paths = []
-    for i in range(min(n_events, len(original))):
-        orig = np.concatenate([original[i], original[i].sum(-1, keepdims=True)], axis=-1)
-        reco = np.concatenate([reconstructed[i], reconstructed[i].sum(-1, keepdims=True)], axis=-1)
-        extent = image_extent(*orig.shape[:2])
-        fig, axes = plt.subplots(4, 3, figsize=(11, 13), constrained_layout=True)
-        for row in range(4):
-            a, b = orig[..., row], reco[..., row]
-            positive = np.concatenate([a[a > 0], b[b > 0]])
-            vmax = float(positive.max()) if positive.size else 1.0
-            vmin = max(float(np.percentile(positive, 1)) if positive.size else 1e-3, vmax * 1e-5)
-            norm = LogNorm(vmin=vmin, vmax=vmax)
-            for col, (img, name) in enumerate(((a, titles[0]), (b, titles[1]))):
-                shown = np.ma.masked_less_equal(img, 0)
-                im = axes[row, col].imshow(shown, norm=norm, cmap="viridis", extent=extent, origin="lower")
-                axes[row, col].set_title(f"{ROW_TITLES[row]} {name}  (Σ={img.sum():.1f} GeV)", fontsize=9)
-            fig.colorbar(im, ax=axes[row, :2], label="GeV / pixel", shrink=0.8)
-            diff = b - a
-            lim = float(np.abs(diff).max()) or 1.0
-            im = axes[row, 2].imshow(
-                diff,
-                norm=SymLogNorm(linthresh=max(vmin, lim * 1e-4), vmin=-lim, vmax=lim),
-                cmap="RdBu_r",
-                extent=extent,
-                origin="lower",
-            )
-            axes[row, 2].set_title(f"{ROW_TITLES[row]} difference", fontsize=9)
-            fig.colorbar(im, ax=axes[row, 2], label="GeV / pixel", shrink=0.8)
-        for ax in axes.flat:
-            label_image_axes(ax)
-        fig.suptitle(f"event {i}: {titles[0]} | {titles[1]} | difference")
-        out = path.with_name(f"{path.stem}_{i}{path.suffix or '.png'}")
-        fig.savefig(out, dpi=80)
-        plt.close(fig)
-        paths.append(out)
-    return paths
-
-
-@styled
-def plot_mean_images(
-    original: np.ndarray,
-    reconstructed: np.ndarray,
-    path: str | Path,
-    titles: Sequence[str] = ("original", "reconstruction"),
-) -> Path:
-    """Average image over events per channel, original vs reconstruction (log colour scale, GeV)."""
-    path = Path(path)
-    mean_o, mean_r = original.mean(axis=0), reconstructed.mean(axis=0)
-    extent = image_extent(*mean_o.shape[:2])
-    fig, axes = plt.subplots(2, 3, figsize=(12, 7.5), constrained_layout=True)
-    for c in range(3):
-        a, b = mean_o[..., c], mean_r[..., c]
-        positive = np.concatenate([a[a > 0], b[b > 0]])
-        vmax = float(positive.max()) if positive.size else 1.0
-        norm = LogNorm(vmin=vmax * 1e-4, vmax=vmax)
-        for row, (img, name) in enumerate(((a, titles[0]), (b, titles[1]))):
-            im = axes[row, c].imshow(np.ma.masked_less_equal(img, 0), norm=norm, extent=extent, origin="lower")
-            axes[row, c].set_title(f"mean {CHANNELS[c]} {name}")
-            label_image_axes(axes[row, c])
-        fig.colorbar(im, ax=axes[:, c], label="GeV / pixel", shrink=0.7)
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path
+from hep_keras.evaluation.style import styled  # noqa: E402
+from hep_keras.physics import OBSERVABLE_UNITS  # noqa: E402
 
 
 @styled

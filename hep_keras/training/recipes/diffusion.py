@@ -263,8 +263,8 @@ def generate_like(model, labels: np.ndarray, config: dict[str, Any], steps: int 
 def _reconstruction_section(model, real: np.ndarray, config: dict[str, Any], figures: Path) -> dict[str, Any]:
     import tensorflow as tf
 
+    from hep_keras.evaluation.fidelity_plots import plot_event_displays
     from hep_keras.evaluation.metrics import reconstruction_metrics
-    from hep_keras.evaluation.plots import plot_event_comparison
     from hep_keras.models.diffusion import make_partial_reconstruct_fn, make_reconstruct_fn
 
     originals = real[: config["recon_events"]]
@@ -279,10 +279,8 @@ def _reconstruction_section(model, real: np.ndarray, config: dict[str, Any], fig
         sdedit.append(np.asarray(partial(chunk, steps, strength, seed)))
         bar.update(start + len(chunk))
     recon, sdedit = np.concatenate(recon), np.concatenate(sdedit)
-    plot_event_comparison(originals, recon, figures / "reconstruction.png", n_events=4)
-    plot_event_comparison(
-        originals, sdedit, figures / "sdedit.png", n_events=2, titles=("original", "SDEdit reconstruction")
-    )
+    plot_event_displays(originals, recon, figures / "reconstruction.png", n_events=4, label="DDIM reconstruction")
+    plot_event_displays(originals, sdedit, figures / "sdedit.png", n_events=2, label="SDEdit reconstruction")
     return {
         "ddim_inversion": reconstruction_metrics(originals, recon),
         "sdedit": reconstruction_metrics(originals, sdedit),
