@@ -214,12 +214,30 @@ def test_bad_data_and_output_dir_errors(tmp_path, make_jet_file):
     missing = make_jet_file("nolabels.h5", n=16, drop=("y",))
     result = run_cli("hep_keras.fit", "vae", "--data", missing, "--run-dir", tmp_path / "r1", "--no-export")
     assert result.returncode == 2 and "nolabels.h5" in result.stderr and "y" in result.stderr
+    assert not (tmp_path / "r1").exists()
     blocker = tmp_path / "file.txt"
     blocker.write_text("not a directory")
     result = run_cli("hep_keras.fit", "vae", "--data", make_jet_file("ok.h5", n=16), "--run-dir", blocker / "run")
     assert result.returncode == 2 and "run directory is not writable" in result.stderr
     result = run_cli("hep_keras.reconstruct", tmp_path / "nothing", "--out", tmp_path / "o")
     assert result.returncode == 2 and "not a hep_keras export" in result.stderr
+
+
+def test_a_first_mistake_leaves_nothing_that_blocks_the_corrected_command(tmp_path, tiny_file, monkeypatch):
+    """A typo in --data, then a strategy that cannot start: one error line each, no run directory; the
+    corrected command then runs in the same run directory."""
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    run_dir = tmp_path / "run"
+    args = ["hep_keras.fit", "vae", "--epochs", "1", *TINY, "--max-events", "48", "--run-dir", run_dir, "--no-export"]
+    typo = run_cli(*args, "--data", tmp_path / "tiny.hdf5")
+    assert typo.returncode == 2 and "tiny.hdf5" in typo.stderr.strip().splitlines()[-1]
+    assert not run_dir.exists()
+    no_cluster = run_cli(*args, "--data", tiny_file, "--strategy", "multi_worker")
+    assert no_cluster.returncode == 2 and "TF_CONFIG" in no_cluster.stderr.strip().splitlines()[-1]
+    assert not run_dir.exists()
+    fixed = run_cli(*args, "--data", tiny_file)
+    assert fixed.returncode == 0, fixed.stderr
+    assert (run_dir / "DONE").is_file()
 
 
 @pytest.mark.parametrize("where", ["normalisation", "training"])
