@@ -20,3 +20,7 @@ class ConfigError(HepKerasError, ValueError):
 
 class OutputError(HepKerasError, OSError):
     """An output location cannot be written, or already exists and would be overwritten."""
+
+
+class TrainingError(HepKerasError, RuntimeError):
+    """Training failed in a way the user can act on (e.g. the loss diverged to NaN/Inf)."""

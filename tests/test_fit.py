@@ -266,3 +266,18 @@ def test_nan_or_inf_in_the_data_is_one_error_line_and_the_fixed_file_resumes(tmp
     again = run_cli(*args)
     assert again.returncode == 0, again.stderr
     assert (run_dir / "DONE").is_file()
+
+
+def test_a_diverged_run_is_one_error_line_and_exports_nothing(tmp_path):
+    """A loss that turns NaN before any finite validation loss: no evaluation, no export, no DONE, exit 2."""
+    run_dir, export_dir = tmp_path / "run", tmp_path / "export"
+    args = ["hep_keras.fit", "compressor", "--epochs", "2", "--max-events", "800", "--learning-rate", "1e30"]
+    result = run_cli(*args, "--run-dir", run_dir, "--export-dir", export_dir, "--verbose", "0")
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2, result.stderr
+    assert lines[-1] == (
+        f"error: {run_dir}: the training loss became NaN/Inf in epoch 1 before any epoch ended with a finite "
+        "validation loss; nothing was evaluated or exported (rerun with --overwrite and a lower --learning-rate)"
+    )
+    assert not export_dir.exists() and not (run_dir / "DONE").exists()
+    assert list((run_dir / "checkpoints").iterdir()) == []

@@ -103,9 +103,7 @@ def plot_mean_images_ratio(
             axes[c, col].set_title(f"mean {CHANNEL_TITLES[c]} {name}", fontsize=13)
         fig.colorbar(im, ax=axes[c, :2], label="GeV / pixel", shrink=0.85)
         ratio = np.ma.masked_where(a <= 0, np.divide(b, a, out=np.zeros_like(b), where=a > 0))
-        cmap = plt.get_cmap("RdBu_r").copy()
-        cmap.set_bad("lightgrey")
-        cmap.set_under("navy")
+        cmap = plt.get_cmap("RdBu_r").with_extremes(bad="lightgrey", under="navy")
         im = axes[c, 2].imshow(
             np.ma.masked_where(np.ma.getmaskarray(ratio), np.clip(ratio.filled(0), 1e-3, None)),
             norm=LogNorm(0.1, 10),

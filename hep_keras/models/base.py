@@ -37,19 +37,29 @@ import tensorflow as tf
 _SEED_STRIDE = 1_000_003  # keeps (seed, salt) pairs apart in the first seed word
 
 
+def uniform_from_bits(bits) -> tf.Tensor:
+    """``uint32`` random bits → float32 in the open interval (0, 1): the top 23 bits ``k`` give ``(k + 0.5) / 2**23``.
+
+    Exact in float32 (24 significant bits), so the result is never 0 or 1 and ``erfinv(2u - 1)`` stays finite.
+    (With 24 bits, ``k + 0.5`` rounds to ``2**24`` for the largest ``k``: u = 1, an infinite normal draw about once
+    in 2**24 numbers — once every few training steps of the full-resolution diffusion model.)
+    """
+    return (tf.cast(tf.bitwise.right_shift(bits, 9), tf.float32) + 0.5) * (1.0 / 2**23)
+
+
 def stateless_uniform(shape, seed) -> tf.Tensor:
     """Uniform (0, 1) float32 noise from a ``(2,)`` integer seed, **bit-identical with and without XLA**.
 
     ``tf.random.stateless_uniform/normal`` turn the same Philox bits into different floats under XLA; here the
-    Philox ``uint32`` bits (identical everywhere) are mapped to ``(bits >> 8 + 0.5) / 2**24`` explicitly.
+    Philox ``uint32`` bits (identical everywhere) are mapped by :func:`uniform_from_bits` explicitly.
     """
     bits = tf.random.stateless_uniform(shape, seed, minval=None, maxval=None, dtype=tf.uint32, alg="philox")
-    return (tf.cast(tf.bitwise.right_shift(bits, 8), tf.float32) + 0.5) * (1.0 / 2**24)
+    return uniform_from_bits(bits)
 
 
 def stateless_normal(shape, seed) -> tf.Tensor:
     """Standard-normal float32 noise from a ``(2,)`` integer seed, the same with and without XLA (to rounding):
-    ``sqrt(2) · erfinv(2u - 1)`` of :func:`stateless_uniform`."""
+    ``sqrt(2) · erfinv(2u - 1)`` of :func:`stateless_uniform` (finite: |x| < 5.5)."""
     return tf.math.sqrt(2.0) * tf.math.erfinv(2.0 * stateless_uniform(shape, seed) - 1.0)
 
 

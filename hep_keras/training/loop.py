@@ -9,12 +9,14 @@ the unfinished run.
 
 from __future__ import annotations
 
+import math
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from hep_keras.errors import TrainingError
 from hep_keras.training.recipes import get_recipe
 
 
@@ -86,6 +88,16 @@ def _fit(recipe, strategy, name, config, run_dir: Path, export_dir, overwrite, v
         verbose=verbose,
     )
     best = run_dir / "checkpoints" / "best.weights.h5"
+    losses = model.history.history.get("loss", []) if model.history else []
+    diverged = [epoch for epoch, value in enumerate(losses, 1) if not math.isfinite(value)]
+    if diverged and not best.exists():
+        raise TrainingError(
+            f"{run_dir}: the training loss became NaN/Inf in epoch {diverged[0]} before any epoch ended with a "
+            "finite validation loss; nothing was evaluated or exported (rerun with --overwrite and a lower "
+            "--learning-rate)"
+        )
+    if diverged and chief:
+        print(f"note: the training loss became NaN/Inf in epoch {diverged[0]}; using the best epoch's weights")
     if best.exists():
         model.load_weights(str(best))
 

@@ -97,6 +97,7 @@ def standard_callbacks(run_dir: Path, monitor: str, patience: int) -> list:
             monitor=monitor,
             save_best_only=True,
             save_weights_only=True,
+            initial_value_threshold=float("inf"),  # an epoch with a NaN/Inf val_loss is never the best
         ),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
         keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False),
