@@ -22,11 +22,12 @@ import argparse
 import json
 import os
 import resource
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from hep_keras.training.distribute import free_local_ports
 
 HERE = Path(__file__).resolve().parent
 MODELS = ("vae", "ae", "diffusion", "compressor")
@@ -76,16 +77,6 @@ def run_case(model: str, mode: str, steps: int, batch_size: int) -> dict:
     }
 
 
-def _free_ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 def measure(model: str, mode: str, steps: int, batch_size: int) -> list[dict]:
     """Run ``mode`` in fresh processes; one result per process (two for ``2 workers``)."""
     cmd = [sys.executable, __file__, "--run", model, mode, str(steps), str(batch_size)]
@@ -94,7 +85,7 @@ def measure(model: str, mode: str, steps: int, batch_size: int) -> list[dict]:
     if mode != "2 workers":
         out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
         return [json.loads(out.stdout.strip().splitlines()[-1])]
-    cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(2)]}
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in free_local_ports(2)]}
     procs = []
     for index in range(2):
         tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})

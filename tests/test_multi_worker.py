@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +18,8 @@ import numpy as np
 import pytest
 from test_compressor import toy_table, write_table
 from test_distributed import relative_difference
+
+from hep_keras.training.distribute import free_local_ports
 
 ROOT = Path(__file__).parents[1]
 HELPER = Path(__file__).parent / "helpers" / "train_once.py"
@@ -35,16 +36,6 @@ def environment(tmp: Path, tf_config: dict | None = None) -> dict:
     return env
 
 
-def free_ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 def helper_command(out: Path, args, trace: Path, name: str, root: Path, noise: bool) -> list[str]:
     outputs = ["--run-dir", root / f"{name}_run", "--export-dir", root / f"{name}_export", "--verbose", "0"]
     extra = ["--fixed-noise"] if noise else []
@@ -54,7 +45,7 @@ def helper_command(out: Path, args, trace: Path, name: str, root: Path, noise: b
 
 def run_cluster(args, root: Path, noise: bool) -> tuple[list[subprocess.CompletedProcess], list[int]]:
     """Two workers of one cluster; returns their results and pids."""
-    ports = free_ports(2)
+    ports = free_local_ports(2)
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
     procs = []
     for i in range(2):

@@ -6,7 +6,6 @@ import csv
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -14,14 +13,10 @@ from pathlib import Path
 import pytest
 from test_tune import TINY_COMPRESSOR_SPACE, write_jets
 
+from hep_keras.training.distribute import free_local_ports
+
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH = ROOT / "tuning" / "launch_local.sh"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def runs(project: Path) -> dict[str, list[dict]]:
@@ -39,7 +34,7 @@ def launch(tmp_path: Path, args: list[str]) -> subprocess.Popen:
         "PYTHONPATH": str(ROOT),
         "TF_CPP_MIN_LOG_LEVEL": "3",
         "CUDA_VISIBLE_DEVICES": "",
-        "KERASTUNER_ORACLE_PORT": str(free_port()),
+        "KERASTUNER_ORACLE_PORT": str(free_local_ports(1)[0]),
         "HEP_KERAS_TUNE_LOGS": str(tmp_path / "logs"),
     }
     # own session: kill -9 of the whole group = chief and workers, as a crashed node would leave them

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -191,3 +192,19 @@ def distributed_input(build: Callable[[int, int, int], Any], global_batch: int, 
         return dataset.repeat() if repeat else dataset
 
     return strategy.distribute_datasets_from_function(per_worker)
+
+
+def free_local_ports(n: int) -> list[int]:
+    """``n`` distinct free TCP ports on 127.0.0.1, e.g. for a local ``TF_CONFIG`` cluster or a tuner oracle.
+
+    All sockets are held open until every port is chosen, so the ports differ; a port can still be taken by
+    another process before it is used (fine for tests and local runs).
+    """
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
