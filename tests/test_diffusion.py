@@ -372,8 +372,10 @@ def test_full_resolution_default_config_takes_a_training_step():
     model = JetDiffusion(
         image_size=125, hcal_towers=True, **{k: config[k] for k in recipe.MODEL_KEYS}, **fit_intensity_transform(images)
     )
-    assert (model.grid_size, model.padded_size, model.cell_channels) == (25, 28, 51)
-    assert model._loss_mask.sum() == 125 * 125 * 3  # every pixel weighs once in the loss, the padding not at all
+    # 2 hit slots x (energy, row, col) x (Tracks, ECAL) + the HCAL tower per cell of the 25x25 grid, padded to 28
+    assert (model.grid_size, model.padded_size, model.cell_channels) == (25, 28, 13)
+    # every slot number weighs 1, the tower 6 (a third of the cell), the padding 0
+    assert model._loss_mask.sum() == 25 * 25 * (12 + 6) and model._loss_mask[0, 0].sum() == 0
     model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=False)
     out_conv = model.network.get_layer("out_conv")
     before = np.array(out_conv.kernel)
@@ -383,17 +385,17 @@ def test_full_resolution_default_config_takes_a_training_step():
     assert not np.array_equal(np.array(out_conv.kernel), before) and not np.any(before)
 
 
-@pytest.fixture(scope="module")
-def full_resolution_model():
+def full_resolution_model(slots: int = 2) -> JetDiffusion:
     images = towered_images(8)
     return JetDiffusion(
-        image_size=125, widths=[8, 8], embed_dim=8, attention=False, patch=5, hcal_towers=True,
+        image_size=125, widths=[8, 8], embed_dim=8, attention=False, patch=5, hcal_towers=True, slots=slots,
         **fit_intensity_transform(images),
     )  # fmt: skip
 
 
-def test_full_resolution_generation_is_deterministic_for_a_seed(full_resolution_model):
-    sample = make_sample_labels_fn(full_resolution_model)
+@pytest.mark.parametrize("slots", [2, 0], ids=["hit-slots", "pixel-channels"])
+def test_full_resolution_generation_is_deterministic_for_a_seed(slots):
+    sample = make_sample_labels_fn(full_resolution_model(slots))
     labels = np.array([0, 1, 1], "int32")
     a = run_sample(sample, labels, steps=2, seed=11)
     b = run_sample(sample, labels, steps=2, seed=11)
@@ -406,14 +408,14 @@ def test_full_resolution_generation_is_deterministic_for_a_seed(full_resolution_
     np.testing.assert_allclose(towers.max(axis=(2, 4)), towers.min(axis=(2, 4)), rtol=1e-6)
 
 
-def test_generated_full_resolution_file_passes_data_inspect(full_resolution_model, tmp_path, capsys):
+def test_generated_full_resolution_file_passes_data_inspect(tmp_path, capsys):
     import h5py
 
     from hep_keras.commands.data import main as data_main
     from hep_keras.commands.generate import write_jet_file
 
     labels = np.array([0, 1], "int32")
-    images = run_sample(make_sample_labels_fn(full_resolution_model), labels, steps=1, seed=0)
+    images = run_sample(make_sample_labels_fn(full_resolution_model()), labels, steps=1, seed=0)
     path = tmp_path / "generated.h5"
     write_jet_file(path, images, labels, {"source": "test"})
     assert data_main(["inspect", str(path)]) == 0
@@ -423,3 +425,55 @@ def test_generated_full_resolution_file_passes_data_inspect(full_resolution_mode
         assert set(handle) == {"X_jets", "m0", "pt", "y"}
         assert handle["X_jets"].shape == (2, 125, 125, 3) and handle["X_jets"].dtype == np.float32
         assert handle["m0"].shape == handle["pt"].shape == handle["y"].shape == (2,)
+
+
+# ----------------------------------------------------------------------------------------------- hit slots
+def test_hit_slots_round_trip_keeps_the_hottest_hits_and_all_energy():
+    from hep_keras.models.hit_slots import from_slots, to_slots
+
+    images = np.zeros((1, 12, 12, 2), "float32")  # a 3x3 grid of 5x5 blocks (the last one padded)
+    images[0, 0, 0, 0], images[0, 4, 3, 0] = 2.0, 5.0  # block (0, 0): two hits -> exact with 2 slots
+    images[0, 6, 7, 1], images[0, 8, 9, 1], images[0, 9, 5, 1] = 1.0, 3.0, 0.5  # block (1, 1): three hits
+    images[0, 11, 11, 0] = 4.0  # block (2, 2), in its first (real) row and column
+    energy, row, col = (np.asarray(v) for v in to_slots(images, 5, 2))
+    assert energy.shape == (1, 3, 3, 2, 2)
+    # hottest first; positions in [-1, 1] (pixel i of 5 -> i/2 - 1)
+    np.testing.assert_allclose(energy[0, 0, 0, :, 0], [5.0, 2.0])
+    (
+        np.testing.assert_allclose(row[0, 0, 0, :, 0], [1.0, -1.0]),
+        np.testing.assert_allclose(col[0, 0, 0, :, 0], [0.5, -1]),
+    )
+    # the third hit's 0.5 GeV goes to the hottest slot: energy conserved, the block keeps its 2 hottest pixels
+    np.testing.assert_allclose(energy[0, 1, 1, :, 1], [3.5, 1.0])
+    back = np.asarray(from_slots(energy, row, col, 5, 12))
+    assert back.shape == images.shape
+    np.testing.assert_allclose(back.sum(axis=(1, 2)), images.sum(axis=(1, 2)), rtol=1e-6)
+    expected = images.copy()
+    expected[0, 8, 9, 1], expected[0, 9, 5, 1] = 3.5, 0.0
+    np.testing.assert_allclose(back, expected, rtol=1e-6)
+    # empty slots have position 0, and with p^2 slots every image comes back exactly
+    assert energy[0, 2, 0].max() == 0 and not np.any(row[0, 2, 0]) and not np.any(col[0, 2, 0])
+    odd = sparse_images(2, size=12)[..., :2]
+    np.testing.assert_allclose(np.asarray(from_slots(*to_slots(odd, 5, 25), 5, 12)), odd, rtol=1e-6)
+
+
+def test_hit_slot_model_round_trip_and_sampling_projection():
+    """normalize -> denormalize is exact for blocks with <= 2 hits; while sampling, the position of a slot
+    the denoiser calls empty is put at 0 (its value in every training event)."""
+    from hep_keras.models.hit_slots import from_slots, to_slots
+
+    images = towered_images(4, seed=3)
+    images[..., :2] = np.asarray(from_slots(*to_slots(images[..., :2], 5, 2), 5, 125))  # <= 2 hits per block
+    model = full_resolution_model(slots=2)
+    model.transform.thresholds = [0.0, 0.0, 0.0]  # no detector threshold: soft test hits are not raised to it
+    y = model.normalize(images)
+    assert y.shape == (4, 26, 26, 13)  # widths [8, 8]: padded to a multiple of 2
+    per_block = (images[..., :2] > 0).reshape(4, 25, 5, 25, 5, 2).sum(axis=(2, 4))
+    assert per_block.max() == 2
+    np.testing.assert_allclose(np.asarray(model.denormalize(y)), images, rtol=1e-5, atol=1e-6)
+    noisy = tf.random.stateless_normal((2, 26, 26, 13), (1, 2))
+    _, x0 = model.denoise(noisy, 0.5, tf.constant([0, 1]), clip=True)
+    x0 = np.asarray(x0)
+    energy_of = x0[..., model._energy_of]
+    empty_positions = model._is_position & (energy_of < -1 + 0.5 * model.transform.gap)
+    assert empty_positions.any() and not np.any(x0[empty_positions])

@@ -45,6 +45,7 @@ import tensorflow as tf
 from keras import layers, ops
 
 from hep_keras.models.base import LossModel, stateless_normal
+from hep_keras.models.hit_slots import from_slots, to_slots
 from hep_keras.models.patches import from_patches, grid_size, patch_channels, to_patches
 from hep_keras.models.unet import build_unet
 
@@ -150,20 +151,25 @@ class JetIntensityTransform(layers.Layer):
         if not 0 < self.gap < 2:
             raise ValueError(f"gap must be in (0, 2), got {gap}")
 
-    def call(self, x):
-        x = ops.maximum(ops.cast(x, "float32"), 0.0)
-        hits = -1.0 + self.gap + (2.0 - self.gap) * ops.log1p(x / ops.array(self.scales)) / ops.array(self.log_max)
-        return ops.where(x > 0, hits, -1.0)
+    def _param(self, name: str, channels):
+        values = getattr(self, name)
+        return ops.array(values if channels is None else [values[c] for c in channels])
 
-    def inverse(self, y):
+    def call(self, x, channels=None):
+        """GeV ``(..., C)`` → normalised; ``channels`` (indices) when the last axis holds a subset of them."""
+        x = ops.maximum(ops.cast(x, "float32"), 0.0)
+        u = ops.log1p(x / self._param("scales", channels)) / self._param("log_max", channels)
+        return ops.where(x > 0, -1.0 + self.gap + (2.0 - self.gap) * u, -1.0)
+
+    def inverse(self, y, channels=None):
         """Exact inverse of ``call``; ``y < -1 + gap`` (empty pixels and the gap) is 0 GeV."""
         u = ops.maximum(ops.cast(y, "float32") + 1.0 - self.gap, 0.0) / (2.0 - self.gap)
-        return ops.array(self.scales) * ops.expm1(u * ops.array(self.log_max))
+        return self._param("scales", channels) * ops.expm1(u * self._param("log_max", channels))
 
-    def to_energy(self, y):
+    def to_energy(self, y, channels=None):
         """Hit where ``y ≥ -1 + gap / 2`` with energy ``max(inverse(y), thresholds)`` GeV, else 0 GeV."""
         y = ops.cast(y, "float32")
-        energy = ops.maximum(self.inverse(y), ops.array(self.thresholds))
+        energy = ops.maximum(self.inverse(y, channels), self._param("thresholds", channels))
         return ops.where(y >= -1.0 + 0.5 * self.gap, energy, 0.0)
 
     def compute_output_shape(self, input_shape):
@@ -193,7 +199,8 @@ class JetDiffusion(LossModel):
             HCAL tower grid, 125 × 125 → 25 × 25), see :mod:`hep_keras.models.patches`.
         hcal_towers: the last channel (HCAL) enters as one value per ``patch × patch`` tower (its pixels are
             equal in the data); generated HCAL is then uniform on the towers by construction.
-        widths, blocks_per_level, attention, embed_dim, dropout: U-Net settings (:func:`build_unet`).
+        widths, blocks_per_level, attention, embed_dim, dropout, head_width: U-Net settings (:func:`build_unet`;
+            ``head_width`` > 0 adds the per-cell head a patch grid needs, see docs/diffusion.md).
         prediction: ``"v"`` or ``"epsilon"``.
         schedule: ``"cosine"`` or ``"linear"`` (:func:`diffusion_schedule`); ``min_signal_rate`` for cosine.
         label_dropout: probability of replacing the label by the null label in training.
@@ -219,6 +226,8 @@ class JetDiffusion(LossModel):
         ema: float = 0.999,
         patch: int = 1,
         hcal_towers: bool = False,
+        slots: int = 0,
+        head_width: int = 0,
         scales=(1.0, 1.0, 1.0),
         log_max=(5.0, 5.0, 5.0),
         thresholds=None,
@@ -239,6 +248,7 @@ class JetDiffusion(LossModel):
         self.attention = bool(attention)
         self.embed_dim = int(embed_dim)
         self.dropout = float(dropout)
+        self.head_width = int(head_width)
         self.prediction = prediction
         self.schedule = schedule
         self.min_signal_rate = float(min_signal_rate)
@@ -248,12 +258,20 @@ class JetDiffusion(LossModel):
         self.rng_seed = self.seed
         self.patch = int(patch)
         self.hcal_towers = bool(hcal_towers)
+        self.slots = int(slots)
         if self.patch < 1:
             raise ValueError(f"patch must be >= 1, got {patch}")
         if self.hcal_towers and self.patch == 1:
             raise ValueError("hcal_towers needs patch > 1 (the tower side)")
+        if not 0 <= self.slots <= self.patch**2:
+            raise ValueError(f"slots must be in [0, patch²] = [0, {self.patch**2}], got {slots}")
         self.grid_size = grid_size(self.image_size, self.patch)
-        self.cell_channels = patch_channels(self.channels, self.patch, self.hcal_towers)
+        #: channels described per pixel / by hit slots (all but a tower HCAL)
+        self.fine_channels = list(range(self.channels - 1 if self.hcal_towers else self.channels))
+        if self.slots:
+            self.cell_channels = 3 * self.slots * len(self.fine_channels) + int(self.hcal_towers)
+        else:
+            self.cell_channels = patch_channels(self.channels, self.patch, self.hcal_towers)
         factor = 2 ** (len(self.widths) - 1)
         self.padded_size = -(-self.grid_size // factor) * factor
         self.pad_before = (self.padded_size - self.grid_size) // 2
@@ -269,6 +287,7 @@ class JetDiffusion(LossModel):
             "embed_dim": self.embed_dim,
             "num_classes": NULL_LABEL,
             "dropout": self.dropout,
+            "head_width": self.head_width,
         }
         self.network = build_unet(**unet_args, name="network")
         self.ema_network = build_unet(**unet_args, name="ema_network")
@@ -276,6 +295,10 @@ class JetDiffusion(LossModel):
         self.ema_network.trainable = False  # updated by EMA after each step (after_step), never by the optimizer
         self.track_losses(["loss"])
         self._loss_mask = self._pixel_weights()
+        # hit slots: cell channel j is (energy, row, col)[j % 3] of the slot whose energy is channel j - j % 3
+        slot_values = 3 * self.slots * len(self.fine_channels)
+        self._is_position = np.array([0 < j < slot_values and j % 3 > 0 for j in range(self.cell_channels)])
+        self._energy_of = np.array([j - j % 3 if j < slot_values else j for j in range(self.cell_channels)])
         self.build((None, self.image_size, self.image_size, self.channels))
 
     # --- Keras plumbing -------------------------------------------------------------------------------
@@ -290,7 +313,11 @@ class JetDiffusion(LossModel):
         channel (1 per folded pixel, up to p² per tower, 0 on the padding)."""
         ones = np.ones((1, self.image_size, self.image_size, self.channels), "float32")
         weights = np.array(to_patches(ones, self.patch, self.hcal_towers, pad_value=0.0))
-        if self.hcal_towers:
+        if self.slots:  # every slot number weighs 1; a tower as much as a third of the cell, as in the pixel loss
+            inside = weights[..., -1:] > 0
+            tower = [1.5 * self.slots * len(self.fine_channels)] if self.hcal_towers else []
+            weights = inside * np.array([1.0] * (self.cell_channels - len(tower)) + tower, "float32")
+        elif self.hcal_towers:
             weights[..., -1] *= self.patch**2
         pad = [(0, 0), (self.pad_before, self.pad_after), (self.pad_before, self.pad_after), (0, 0)]
         return np.pad(weights, pad).astype("float32")
@@ -302,11 +329,13 @@ class JetDiffusion(LossModel):
             "channels": self.channels,
             "patch": self.patch,
             "hcal_towers": self.hcal_towers,
+            "slots": self.slots,
             "widths": list(self.widths),
             "blocks_per_level": self.blocks_per_level,
             "attention": self.attention,
             "embed_dim": self.embed_dim,
             "dropout": self.dropout,
+            "head_width": self.head_width,
             "prediction": self.prediction,
             "schedule": self.schedule,
             "min_signal_rate": self.min_signal_rate,
@@ -345,19 +374,56 @@ class JetDiffusion(LossModel):
             hcal = ops.mean(hcal, axis=-1, keepdims=True)
             hcal = from_patches(ops.repeat(hcal, p * p, axis=-1), p, False, size, 1)
             images = ops.concatenate([images[..., :-1], hcal], axis=-1)
-        y = to_patches(self.transform(images), self.patch, self.hcal_towers, pad_value=-1.0)
+        if self.slots:
+            y = self._slots_from_images(images)
+        else:
+            y = to_patches(self.transform(images), self.patch, self.hcal_towers, pad_value=-1.0)
         pad = [[0, 0], [self.pad_before, self.pad_after], [self.pad_before, self.pad_after], [0, 0]]
         return ops.pad(y, pad, constant_values=-1.0)
 
-    def crop(self, y):
-        """Remove the padding and unfold the grid: ``(N, P, P, K)`` → normalised pixels ``(N, S, S, C)``."""
+    def _slots_from_images(self, images):
+        """GeV images (towers already uniform) → normalised cells ``(N, G, G, K)``: per fine channel and slot
+        (energy, row, col) with the energy through the intensity transform, then the HCAL tower."""
+        fine = self.fine_channels
+        energy, row, col = to_slots(images[..., : len(fine)], self.patch, self.slots)  # (N, G, G, slots, F)
+        cells = ops.stack([self.transform(energy, channels=fine), row, col], axis=-1)  # (N, G, G, slots, F, 3)
+        n = ops.shape(cells)[0]
+        cells = ops.reshape(cells, (n, self.grid_size, self.grid_size, self.cell_channels - int(self.hcal_towers)))
+        if not self.hcal_towers:
+            return cells
+        hcal = self.transform(images[..., -1:], channels=[self.channels - 1])
+        tower = to_patches(hcal, self.patch, False, pad_value=-1.0)[..., :1]  # its (uniform) tower's first pixel
+        return ops.concatenate([cells, tower], axis=-1)
+
+    def _cells(self, y):
+        """Remove the padding: ``(N, P, P, K)`` → ``(N, G, G, K)``."""
         start = self.pad_before
-        cells = y[:, start : start + self.grid_size, start : start + self.grid_size, :]
-        return from_patches(cells, self.patch, self.hcal_towers, self.image_size, self.channels)
+        return y[:, start : start + self.grid_size, start : start + self.grid_size, :]
+
+    def crop(self, y):
+        """Remove the padding and unfold the grid: ``(N, P, P, K)`` → normalised pixels ``(N, S, S, C)``
+        (pixel folding only; hit slots are decoded in GeV by :meth:`denormalize`)."""
+        return from_patches(self._cells(y), self.patch, self.hcal_towers, self.image_size, self.channels)
 
     def denormalize(self, y):
         """Normalised, padded ``(N, P, P, K)`` → GeV ``(N, S, S, C)`` with zero suppression."""
-        return self.transform.to_energy(self.crop(y))
+        if not self.slots:
+            return self.transform.to_energy(self.crop(y))
+        cells = self._cells(y)
+        fine = self.fine_channels
+        n = ops.shape(cells)[0]
+        slots = ops.reshape(
+            cells[..., : 3 * self.slots * len(fine)], (n, self.grid_size, self.grid_size, self.slots, len(fine), 3)
+        )
+        energy = self.transform.to_energy(slots[..., 0], channels=fine)
+        images = from_slots(energy, slots[..., 1], slots[..., 2], self.patch, self.image_size)
+        if not self.hcal_towers:
+            return images
+        tower = self.transform.to_energy(cells[..., -1:], channels=[self.channels - 1])
+        hcal = ops.repeat(ops.repeat(tower, self.patch, axis=1), self.patch, axis=2)[
+            :, : self.image_size, : self.image_size
+        ]
+        return ops.concatenate([images, hcal], axis=-1)
 
     # --- training -------------------------------------------------------------------------------------
     def _targets(self, images, noises, noise_rates, signal_rates):
@@ -380,7 +446,13 @@ class JetDiffusion(LossModel):
         target = self._targets(images, noises, noise_rates, signal_rates)
         weights = ops.convert_to_tensor(self._loss_mask)
         per_pixel = ops.square(outputs - target) * weights
+        if self.slots:  # the position of an empty slot is not data: it does not count
+            per_pixel = per_pixel * ops.where(self._is_position, ops.cast(self._slot_occupied(images), "float32"), 1.0)
         return ops.sum(per_pixel) / (ops.cast(batch, "float32") * ops.sum(weights))
+
+    def _slot_occupied(self, y):
+        """``(N, P, P, K)`` bool: for every cell channel, whether its slot's (normalised) energy is a hit."""
+        return ops.take(y, ops.convert_to_tensor(self._energy_of), axis=-1) >= -1.0 + 0.5 * self.transform.gap
 
     def unpack(self, data):
         """``(images, labels)`` batch → normalised padded images ``(N, P, P, C)`` and int32 labels ``(N,)``."""
@@ -432,7 +504,8 @@ class JetDiffusion(LossModel):
 
     def denoise(self, noisy, t, labels, guidance=1.0, clip: bool = False):
         """Predicted noise and clean image ``(ε̂, x̂0)`` at a common time ``t`` (scalar) for normalised padded
-        ``noisy`` (N, P, P, C). ``clip`` clips x̂0 to :data:`X0_CLIP` (ε̂ is then recomputed)."""
+        ``noisy`` (N, P, P, C). ``clip`` clips x̂0 to :data:`X0_CLIP` and, with hit slots, puts the position of
+        every slot x̂0 calls empty at 0 as in the data (ε̂ is then recomputed)."""
         batch = ops.shape(noisy)[0]
         times = ops.full((batch,), t, dtype="float32")
         noise_rate, signal_rate = self.schedule_rates(t)
@@ -445,6 +518,9 @@ class JetDiffusion(LossModel):
             pred_noise = noise_rate * noisy + signal_rate * out
         if clip:
             pred_image = ops.clip(pred_image, *X0_CLIP)
+            if self.slots:  # an empty slot's position is 0 (as in the data); the denoiser's guess is not used
+                empty = ops.logical_and(self._is_position, ops.logical_not(self._slot_occupied(pred_image)))
+                pred_image = ops.where(empty, 0.0, pred_image)
             if self.prediction == "v":  # for ε-prediction ε̂ is the network output; keep it
                 pred_noise = (noisy - signal_rate * pred_image) / ops.maximum(noise_rate, 1e-6)
         return pred_noise, pred_image

@@ -34,7 +34,7 @@ def patch_channels(channels: int, patch: int, towers: bool) -> int:
     return patch * patch * (channels - 1) + 1 if towers else patch * patch * channels
 
 
-def _space_to_depth(x, patch: int):
+def space_to_depth(x, patch: int):
     """``(N, G·p, G·p, C)`` → ``(N, G, G, p·p·C)`` (row-major inside the block, channel fastest)."""
     n, h, w, c = ops.shape(x)[0], x.shape[1], x.shape[2], x.shape[3]
     x = ops.reshape(x, (n, h // patch, patch, w // patch, patch, c))
@@ -42,8 +42,8 @@ def _space_to_depth(x, patch: int):
     return ops.reshape(x, (n, h // patch, w // patch, patch * patch * c))
 
 
-def _depth_to_space(x, patch: int, channels: int):
-    """Inverse of :func:`_space_to_depth`: ``(N, G, G, p·p·C)`` → ``(N, G·p, G·p, C)``."""
+def depth_to_space(x, patch: int, channels: int):
+    """Inverse of :func:`space_to_depth`: ``(N, G, G, p·p·C)`` → ``(N, G·p, G·p, C)``."""
     n, g1, g2 = ops.shape(x)[0], x.shape[1], x.shape[2]
     x = ops.reshape(x, (n, g1, g2, patch, patch, channels))
     x = ops.transpose(x, (0, 1, 3, 2, 4, 5))
@@ -68,8 +68,8 @@ def to_patches(images, patch: int, towers: bool, pad_value: float = 0.0):
     if patch == 1:
         return images
     if not towers:
-        return _space_to_depth(images, patch)
-    return ops.concatenate([_space_to_depth(images[..., :-1], patch), block_mean(images[..., -1:], patch)], axis=-1)
+        return space_to_depth(images, patch)
+    return ops.concatenate([space_to_depth(images[..., :-1], patch), block_mean(images[..., -1:], patch)], axis=-1)
 
 
 def from_patches(cells, patch: int, towers: bool, image_size: int, channels: int):
@@ -78,9 +78,9 @@ def from_patches(cells, patch: int, towers: bool, image_size: int, channels: int
     if patch == 1:
         images = cells
     elif not towers:
-        images = _depth_to_space(cells, patch, channels)
+        images = depth_to_space(cells, patch, channels)
     else:
-        sparse = _depth_to_space(cells[..., :-1], patch, channels - 1)
+        sparse = depth_to_space(cells[..., :-1], patch, channels - 1)
         tower = ops.repeat(ops.repeat(cells[..., -1:], patch, axis=1), patch, axis=2)
         images = ops.concatenate([sparse, tower], axis=-1)
     return images[:, :image_size, :image_size, :]

@@ -96,6 +96,7 @@ def build_unet(
     embed_dim: int = 64,
     num_classes: int = 2,
     dropout: float = 0.0,
+    head_width: int = 0,
     name: str = "unet",
 ) -> keras.Model:
     """Build the conditional U-Net (functional ``keras.Model``, see the module docstring).
@@ -108,6 +109,11 @@ def build_unet(
         embed_dim: size of the sinusoidal time embedding; the joint time+label embedding has 4× this.
         num_classes: number of real labels; label ``num_classes`` is the "null" label (unconditional).
         dropout: dropout rate inside the residual blocks.
+        head_width: width of the per-cell head (0 = none): two 1×1 convolutions over the last features, the
+            noisy input itself and the time+label embedding, whose output joins the last features before the
+            output convolution. Without it every output channel of a cell is a function of ``widths[0]``
+            features; a patch grid has more channels per cell than that (51 for 5×5 patches with HCAL towers),
+            so the network cannot even pass each folded pixel's own noise through (see docs/diffusion.md).
     """
     height, width, channels = image_shape
     factor = 2 ** (len(widths) - 1)
@@ -148,6 +154,14 @@ def build_unet(
 
     x = layers.GroupNormalization(_groups(widths[0]), name="out_norm")(x)
     x = layers.Activation("swish", name="out_act")(x)
+    if head_width:
+        h = layers.Concatenate(name="head_concat")([x, noisy])
+        h = layers.Conv2D(head_width, 1, name="head_conv1")(h)
+        e = layers.Dense(head_width, name="head_emb")(emb)
+        h = layers.Add(name="head_add_emb")([h, layers.Reshape((1, 1, head_width), name="head_emb_reshape")(e)])
+        h = layers.Activation("swish", name="head_act1")(h)
+        h = layers.Conv2D(head_width, 1, activation="swish", name="head_conv2")(h)
+        x = layers.Concatenate(name="head_out")([x, h])
     # float32 output under mixed precision (the loss and the sampler work in float32)
     out = layers.Conv2D(channels, 3, padding="same", kernel_initializer="zeros", dtype="float32", name="out_conv")(x)
     return keras.Model([noisy, times, labels], out, name=name)

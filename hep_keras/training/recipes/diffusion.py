@@ -32,7 +32,7 @@ MONITOR = "val_loss"
 #: config keys passed unchanged to the JetDiffusion constructor
 MODEL_KEYS = (
     "widths", "blocks_per_level", "attention", "embed_dim", "dropout", "prediction", "schedule",
-    "min_signal_rate", "label_dropout", "ema", "gap", "seed", "patch",
+    "min_signal_rate", "label_dropout", "ema", "gap", "seed", "patch", "slots", "head_width",
 )  # fmt: skip
 HCAL_GRIDS = ("auto", "tower", "pixel")
 DEFAULTS: dict[str, Any] = {
@@ -40,6 +40,8 @@ DEFAULTS: dict[str, Any] = {
     "patch": 5,  # pixel blocks folded into one U-Net cell: 125x125 -> 25x25 grid (1 = pixel grid)
     "hcal_grid": "auto",  # tower (one HCAL value per patch) | pixel | auto (tower if HCAL is constant on 5x5 blocks)
     "widths": [24, 48, 96],  # U-Net channels per level of the 25x25 grid (padded to 28): 28, 14, 7 cells
+    "slots": 2,  # Tracks/ECAL as the 2 hottest hits (energy, row, col) per patch (0 = every pixel a channel)
+    "head_width": 0,  # per-cell 1x1 head over [features, noisy input] (0 = none)
     "blocks_per_level": 1,
     "attention": True,  # self-attention at the lowest resolution
     "embed_dim": 32,  # sinusoidal time-embedding size
@@ -75,6 +77,11 @@ def validate(config: dict[str, Any]) -> None:
     check_choice(config, "schedule", ("cosine", "linear"))
     check_choice(config, "hcal_grid", HCAL_GRIDS)
     check_positive(config, "patch")
+    for key in ("slots", "head_width"):
+        if not isinstance(config[key], int) or isinstance(config[key], bool) or config[key] < 0:
+            raise ConfigError(f"config key {key!r} must be an integer >= 0, got {config[key]!r}")
+    if config["slots"] > config["patch"] ** 2:
+        raise ConfigError(f"config key 'slots' must be at most patch² = {config['patch'] ** 2}, got {config['slots']}")
     if config["hcal_grid"] == "tower" and config["patch"] == 1:
         raise ConfigError("config key 'hcal_grid' = 'tower' needs 'patch' > 1 (the tower side in pixels)")
     if config["crop"] < 0 or (0 < config["crop"] < 8):
@@ -332,6 +339,15 @@ def evaluate(model, config: dict[str, Any], data: DiffusionData, run_dir: Path) 
     )
     # compare_generated splits real with the same seed: A and B as above, generated events in B's order
     comparison = compare_generated(real, generated, seed=config["seed"])
+    ceiling = None
+    if model.slots:  # B's real events through the hit slots and back: the best any generator of them can do
+        round_trip = np.concatenate(
+            [np.asarray(model.denormalize(model.normalize(real[b_idx[i : i + 64]]))) for i in range(0, len(b_idx), 64)]
+        )
+        ceiling = quality_table(
+            real[a_idx], real[b_idx], round_trip, labels[a_idx], labels[b_idx],
+            cnn_epochs=config["two_sample_epochs"], seed=config["seed"],
+        )  # fmt: skip
     seconds["classifiers"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
@@ -348,11 +364,17 @@ def evaluate(model, config: dict[str, Any], data: DiffusionData, run_dir: Path) 
     seconds["figures"] = time.perf_counter() - clock
     seconds["total"] = sum(seconds.values())
     table = format_table(rows)
+    if ceiling is not None:
+        table += (
+            "\n\nRepresentation ceiling (not a model output): the same real events of B encoded into "
+            f"{model.slots} hit slots per block and decoded, in the column 'generated'.\n\n" + format_table(ceiling)
+        )
     (Path(run_dir) / "quality_table.md").write_text(table + "\n")
     print(table, flush=True)
     evaluations = config["sample_steps"] * (1 if config["guidance"] == 1 else 2)
     return {
         "quality": {r["measure"]: {k: v for k, v in r.items() if k != "measure"} for r in rows},
+        "representation_ceiling": {r["measure"]: {k: v for k, v in r.items() if k != "measure"} for r in ceiling or []},
         "generation": {
             **comparison,
             "steps": config["sample_steps"],
@@ -369,7 +391,9 @@ def evaluate(model, config: dict[str, Any], data: DiffusionData, run_dir: Path) 
             "real-vs-generated classifiers (0.5 = indistinguishable; published calorimeter diffusion: 0.54-0.65)",
             "w1_over_floor ~ 1 means as close as a second real sample",
             f"model: {data.image_size}x{data.image_size} pixels on a {model.grid_size}x{model.grid_size} grid of "
-            f"{model.patch}x{model.patch} patches, HCAL {'on its towers' if data.hcal_towers else 'per pixel'}",
+            f"{model.patch}x{model.patch} patches, "
+            + (f"{model.slots} hit slots per patch, " if model.slots else "one channel per pixel, ")
+            + f"HCAL {'on its towers' if data.hcal_towers else 'per pixel'}",
             f"evaluation took {seconds['total']:.0f} s",
         ],
     }
