@@ -18,9 +18,12 @@ Pipeline inside the model (all invertible, so the exported graph takes and retur
    tower (the data's HCAL towers are 5 × 5 crystals, upsampled). The full 125 × 125 × 3 image becomes a
    25 × 25 × 51 grid (p = 5): the U-Net works at tower resolution while every output pixel stays its own
    channel, so nothing is resized or smoothed and the round trip is exact. ``patch = 1`` is the pixel grid.
-   The grid is padded with ``-1`` (0 GeV) to a multiple of ``2 ** (len(widths) - 1)`` (25 → 28); outputs are
-   cropped back and the padding is excluded from the loss, which weights a tower by its p² pixels so that it
-   is the per-pixel MSE.
+   With ``slots`` K > 0 (the recipe's default, 2) the sparse channels enter instead as the K hottest hits of each
+   block, three dense numbers each (:mod:`hep_keras.models.hit_slots`: transformed energy, row, column), so a
+   cell holds 13 numbers instead of 51; an empty slot's position is left out of the loss and set to 0 in x̂0
+   while sampling. The grid is padded with ``-1`` (0 GeV) to a multiple of ``2 ** (len(widths) - 1)``
+   (25 → 28); outputs are cropped back and the padding is excluded from the loss, which weights a tower by
+   its p² pixels so that it is the per-pixel MSE (with slots: every slot number 1, a tower a third of the cell).
 3. The variance-preserving forward process ``x_t = α(t) x_0 + σ(t) ε``, ``α² + σ² = 1``, ``t ∈ [0, 1]`` with
    :func:`diffusion_schedule` (``"cosine"``: α = cos(t · arccos(α_min)); ``"linear"``: the DDPM linear β from
    1e-4 to 0.02 over 1000 steps in continuous time). The denoiser (:func:`hep_keras.models.unet.build_unet`)

@@ -1,8 +1,9 @@
 """Recipe for ``python -m hep_keras.fit diffusion``: the conditional jet-image diffusion model.
 
-Defaults model full 125×125×3 events: 5×5 pixel blocks folded into the channels of a 25×25 grid (``patch``),
-HCAL on its 5×5 towers (``hcal_grid``), a U-Net with ``widths = [24, 48, 96]`` on the grid (padded to 28),
-12 epochs on the shipped sample (see docs/diffusion.md for the measured time). For the real file on a GPU/TPU::
+Defaults model full 125×125×3 events on a 25×25 grid of 5×5-pixel patches (``patch``): Tracks and ECAL as the
+2 hottest hits of each patch (``slots``), HCAL on its 5×5 towers (``hcal_grid``), a U-Net with
+``widths = [24, 48, 96]`` on the grid (padded to 28), 12 epochs on the shipped sample (see docs/diffusion.md for
+the measured time). For the real file on a GPU/TPU::
 
     python -m hep_keras.fit diffusion --data quark-gluon_data-set_n139306.hdf5 --epochs 50
 
