@@ -385,17 +385,19 @@ def test_full_resolution_default_config_takes_a_training_step():
     assert not np.array_equal(np.array(out_conv.kernel), before) and not np.any(before)
 
 
-def full_resolution_model(slots: int = 2) -> JetDiffusion:
+def full_resolution_model(slots: int = 2, head_width: int = 0) -> JetDiffusion:
     images = towered_images(8)
     return JetDiffusion(
         image_size=125, widths=[8, 8], embed_dim=8, attention=False, patch=5, hcal_towers=True, slots=slots,
-        **fit_intensity_transform(images),
+        head_width=head_width, **fit_intensity_transform(images),
     )  # fmt: skip
 
 
-@pytest.mark.parametrize("slots", [2, 0], ids=["hit-slots", "pixel-channels"])
-def test_full_resolution_generation_is_deterministic_for_a_seed(slots):
-    sample = make_sample_labels_fn(full_resolution_model(slots))
+@pytest.mark.parametrize("slots, head_width", [(2, 0), (0, 8)], ids=["hit-slots", "pixel-channels-with-head"])
+def test_full_resolution_generation_is_deterministic_for_a_seed(slots, head_width):
+    model = full_resolution_model(slots, head_width)
+    assert ("head_conv1" in [layer.name for layer in model.network.layers]) == bool(head_width)
+    sample = make_sample_labels_fn(model)
     labels = np.array([0, 1, 1], "int32")
     a = run_sample(sample, labels, steps=2, seed=11)
     b = run_sample(sample, labels, steps=2, seed=11)
