@@ -479,3 +479,5 @@ def test_hit_slot_model_round_trip_and_sampling_projection():
     energy_of = x0[..., model._energy_of]
     empty_positions = model._is_position & (energy_of < -1 + 0.5 * model.transform.gap)
     assert empty_positions.any() and not np.any(x0[empty_positions])
+    # x̂0 is clipped to [-1.5, 1.5]: not at -1 (empty), which would cut one side of the scatter around empty
+    assert x0.min() == -1.5 and x0.max() == 1.5 and np.any((x0 < -1) & (x0 > -1.5))
