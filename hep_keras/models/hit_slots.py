@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from keras import ops
 
-from hep_keras.models.patches import depth_to_space, grid_size, space_to_depth
+from hep_keras.models.patches import depth_to_space, to_patches
 
 
 def _half_width(patch: int) -> float:
@@ -32,12 +32,9 @@ def _half_width(patch: int) -> float:
 
 def to_slots(images, patch: int, slots: int):
     """GeV images ``(N, S, S, C)`` → ``(energy, row, col)`` each ``(N, G, G, K, C)`` (see the module docstring)."""
-    size, channels = images.shape[1], images.shape[3]
-    extra = grid_size(size, patch) * patch - size
+    channels = images.shape[3]
     images = ops.maximum(ops.cast(images, "float32"), 0.0)
-    if extra:
-        images = ops.pad(images, [[0, 0], [0, extra], [0, extra], [0, 0]])
-    blocks = space_to_depth(images, patch)  # (N, G, G, p² · C), pixel-major, channel fastest
+    blocks = to_patches(images, patch, towers=False)  # (N, G, G, p² · C) zero-padded, pixel-major, channel fastest
     n, g = ops.shape(blocks)[0], blocks.shape[1]
     blocks = ops.reshape(blocks, (n, g, g, patch * patch, channels))
     blocks = ops.moveaxis(blocks, -2, -1)  # (N, G, G, C, p²)
