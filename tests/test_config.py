@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 
 from hep_keras.errors import ConfigError
@@ -127,3 +128,14 @@ def test_recipes_compile_with_the_configured_jit(make_jet_file, tmp_path):
     argv = ["diffusion", "--data", str(images), *tiny["diffusion"]]
     config = config_from_args(build_parser().parse_args(argv), recipe)
     assert recipe.build_model(config, recipe.load_data(config)).jit_compile is True
+
+
+def test_cosine_learning_rate_decays_to_five_percent_over_the_run():
+    """VAE / AE and diffusion: cosine decay from ``learning_rate`` to 5 % of it over epochs x steps per epoch."""
+    from hep_keras.training.recipes.base import cosine_learning_rate
+
+    config = {**COMMON_DEFAULTS, "learning_rate": 2e-3, "batch_size": 8, "epochs": 3, "steps_per_epoch": 0}
+    schedule = cosine_learning_rate(config, 100)  # 80 training events (80/10/10) -> 10 steps an epoch, 30 in all
+    assert schedule.decay_steps == 30
+    np.testing.assert_allclose([float(schedule(s)) for s in (0, 15, 30, 60)], [2e-3, 1.05e-3, 1e-4, 1e-4], rtol=1e-5)
+    assert cosine_learning_rate({**config, "steps_per_epoch": 7}, 100).decay_steps == 21

@@ -98,3 +98,20 @@ def image_file_info(info) -> dict[str, Any]:
             "y": "(N,) 0 quark / 1 gluon",
         },
     }
+
+
+def cosine_learning_rate(config: dict[str, Any], n_events: int):
+    """Cosine decay from ``learning_rate`` to 5 % of it over the run's ``epochs``: ``steps_per_epoch`` steps an
+    epoch, or one pass over the train split of ``n_events`` events in batches of ``batch_size``."""
+    import math
+
+    import keras
+
+    from hep_keras.data import split_indices
+
+    if config["steps_per_epoch"]:
+        steps = config["steps_per_epoch"]
+    else:
+        train = split_indices(n_events, "train", tuple(config["fractions"]), config["seed"])
+        steps = math.ceil(len(train) / config["batch_size"])
+    return keras.optimizers.schedules.CosineDecay(config["learning_rate"], max(steps * config["epochs"], 1), alpha=0.05)

@@ -11,7 +11,13 @@ import numpy as np
 from hep_keras.errors import ConfigError
 from hep_keras.physics import CHANNEL_KEYS
 from hep_keras.training.config import check_positive, check_widths
-from hep_keras.training.recipes.base import DataBundle, data_path, image_file_info, no_callbacks
+from hep_keras.training.recipes.base import (
+    DataBundle,
+    cosine_learning_rate,
+    data_path,
+    image_file_info,
+    no_callbacks,
+)
 
 NAME = "vae"
 MONITOR = "val_loss"
@@ -116,21 +122,9 @@ def load_data(config: dict[str, Any]) -> ImageData:
 
 
 def learning_rate_schedule(config: dict[str, Any], data: ImageData):
-    """Cosine decay from ``learning_rate`` to 5 % of it over the run's ``epochs`` (steps from the train split)."""
-    import math
-
-    import keras
-
-    from hep_keras.data import split_indices
-
-    if config["steps_per_epoch"]:
-        steps = config["steps_per_epoch"]
-    else:
-        n = data.info["n_events"] if not config["max_events"] else min(config["max_events"], data.info["n_events"])
-        steps = math.ceil(
-            len(split_indices(n, "train", tuple(config["fractions"]), config["seed"])) / config["batch_size"]
-        )
-    return keras.optimizers.schedules.CosineDecay(config["learning_rate"], max(steps * config["epochs"], 1), alpha=0.05)
+    """:func:`~hep_keras.training.recipes.base.cosine_learning_rate` over the events of the input file."""
+    n = data.info["n_events"] if not config["max_events"] else min(config["max_events"], data.info["n_events"])
+    return cosine_learning_rate(config, n)
 
 
 def build_model(config: dict[str, Any], data: ImageData, variational: bool = True):
