@@ -124,6 +124,8 @@ def test_recipes_compile_with_the_configured_jit(make_jet_file, tmp_path):
             config = config_from_args(build_parser().parse_args(argv), recipe)
             built = recipe.build_model(config, recipe.load_data(config))
             assert built.jit_compile is expected, (model, value)
+            if model in ("vae", "ae", "diffusion"):  # the learning rate decays over the run (cosine_learning_rate)
+                assert built.optimizer.get_config()["learning_rate"]["class_name"] == "CosineDecay", model
     recipe = get_recipe("diffusion")
     argv = ["diffusion", "--data", str(images), *tiny["diffusion"]]
     config = config_from_args(build_parser().parse_args(argv), recipe)
