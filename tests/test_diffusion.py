@@ -290,6 +290,7 @@ def test_generate_cli_subprocess(cli_run):
         assert handle["X_jets"].shape == (5, 16, 16, 3)
         assert np.all(handle["y"][:] == 1.0) and handle["m0"].shape == (5,) and handle["pt"].shape == (5,)
         assert handle["X_jets"][:, :2].max() == 0.0  # zero padding outside the 12x12 model window
+        assert handle.attrs["guidance"] == 2.0  # no --guidance: the export's (the recipe's default, 2)
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert again.returncode == 2 and again.stderr.count("error:") == 1 and "--overwrite" in again.stderr
 
@@ -369,9 +370,13 @@ def test_full_resolution_default_config_takes_a_training_step():
 
     config = {**COMMON_DEFAULTS, **recipe.DEFAULTS}
     assert config["crop"] == 0 and config["patch"] == 5
+    labels = np.array([0, 1, 0, 1], "float32")
+    transform, quantiles = recipe.fit_model_constants(config, images, labels)
+    assert config["energy_conditioning"] and config["energy_fractions"]
     model = JetDiffusion(
-        image_size=125, hcal_towers=True, **{k: config[k] for k in recipe.MODEL_KEYS}, **fit_intensity_transform(images)
-    )
+        image_size=125, hcal_towers=True, **{k: config[k] for k in recipe.MODEL_KEYS}, **transform,
+        energy_quantiles=quantiles,
+    )  # fmt: skip
     # 2 hit slots x (energy, row, col) x (Tracks, ECAL) + the HCAL tower per cell of the 25x25 grid, padded to 28
     assert (model.grid_size, model.padded_size, model.cell_channels) == (25, 28, 13)
     # every slot number weighs 1, the tower 6 (a third of the cell), the padding 0
@@ -379,7 +384,7 @@ def test_full_resolution_default_config_takes_a_training_step():
     model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=False)
     out_conv = model.network.get_layer("out_conv")
     before = np.array(out_conv.kernel)
-    logs = model.train_on_batch(images, np.array([0, 1, 0, 1], "float32"), return_dict=True)
+    logs = model.train_on_batch(images, labels, return_dict=True)
     assert np.isfinite(logs["loss"]) and logs["loss"] > 0.01  # v-targets at random times: an O(1) loss at first
     # the zero-initialised output convolution (the only layer with a gradient at the first step) has moved
     assert not np.array_equal(np.array(out_conv.kernel), before) and not np.any(before)

@@ -73,14 +73,22 @@ def test_compressor_endpoints(tmp_path):
         check_endpoint(loaded.decode, z.astype(np.float64))
 
 
-def test_diffusion_endpoints(tmp_path):
-    from hep_keras.models.diffusion import JetDiffusion, fit_intensity_transform
+@pytest.mark.parametrize("energy", [False, True], ids=["label-only", "energy-fractions"])
+def test_diffusion_endpoints(tmp_path, energy):
+    """Every endpoint runs on any batch size, and sampling gives the same events under XLA (with the energy
+    conditioning of the recipe's default, whose energy draws must be seeded identically with and without XLA)."""
+    from hep_keras.models.diffusion import JetDiffusion
+    from hep_keras.training.config import COMMON_DEFAULTS
     from hep_keras.training.recipes import diffusion as recipe
 
     x = images(5, size=8)
-    transform = fit_intensity_transform(x)
-    model = JetDiffusion(image_size=8, widths=[8, 8], embed_dim=8, attention=False, **transform)
-    data = recipe.DiffusionData(None, None, {}, image_size=8, crop=8, transform=transform)
+    config = {**COMMON_DEFAULTS, **recipe.DEFAULTS, "energy_conditioning": energy, "energy_fractions": energy}
+    transform, quantiles = recipe.fit_model_constants(config, x, np.array([0, 1, 0, 1, 0]))
+    model = JetDiffusion(
+        image_size=8, widths=[8, 8], embed_dim=8, attention=False, **transform, energy_quantiles=quantiles,
+        energy_fractions=energy,
+    )  # fmt: skip
+    data = recipe.DiffusionData(None, None, {}, image_size=8, crop=8, transform=transform, energy_quantiles=quantiles)
     recipe.export(model, {}, data, tmp_path)
     loaded = tf.saved_model.load(str(tmp_path / "saved_model"))
     steps, seed = tf.constant(3, tf.int32), tf.constant(4, tf.int64)

@@ -46,7 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--eta", type=float, default=0.0, help="0 = deterministic DDIM ... 1 = DDPM (default 0)")
     parser.add_argument(
-        "--guidance", type=float, default=1.0, help="classifier-free guidance scale, 1 = none (default: %(default)s)"
+        "--guidance",
+        type=float,
+        help="classifier-free guidance scale, 1 = none; each step then costs 2 network evaluations "
+        "(default: the export's, i.e. what its training run was evaluated with)",
     )
     parser.add_argument("--seed", type=int, default=0, help="same seed and options -> identical events")
     parser.add_argument("--batch-size", type=int, default=256, help="events per sampling call (default: %(default)s)")
@@ -63,7 +66,7 @@ def check_args(args: argparse.Namespace) -> None:
             raise ConfigError(f"--{name.replace('_', '-')} must be > 0, got {getattr(args, name)}")
     if not 0 <= args.eta <= 1:
         raise ConfigError(f"--eta must be in [0, 1], got {args.eta}")
-    if args.guidance < 0:
+    if args.guidance is not None and args.guidance < 0:
         raise ConfigError(f"--guidance must be >= 0, got {args.guidance}")
     if args.seed < 0:
         raise ConfigError(f"--seed must be >= 0, got {args.seed}")
@@ -125,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from hep_keras.models.diffusion import sample_in_batches
 
+    if args.guidance is None:
+        args.guidance = float(metadata.get("config", {}).get("guidance", 1.0))
     labels = make_labels(args.events, args.label, args.seed)
     start = time.perf_counter()
     images = sample_in_batches(

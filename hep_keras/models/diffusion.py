@@ -31,6 +31,18 @@ Pipeline inside the model (all invertible, so the exported graph takes and retur
 4. Label conditioning (0 = quark, 1 = gluon) with label dropout to the null label 2 during training, so that
    classifier-free guidance ``out = out_null + w (out_label - out_null)`` works at sampling time (``w = 1`` is
    plain conditional sampling and costs one network evaluation per step; any other ``w`` costs two).
+5. Optional energy conditioning (``energy_quantiles``), as calorimeter generators condition on the incident
+   energy: the denoiser also sees the event's total energy ``E`` (GeV, all pixels and channels) as
+   ``(log E - centre) / width``. Training takes ``E`` from the event itself; reconstruction from the image
+   being reconstructed; generation draws it per event from the training split's ``log E`` quantiles of the
+   event's class (seeded, linear interpolation between quantiles), or takes it from the caller. The
+   generated total-energy spectrum then follows the training split's by construction; how closely each
+   event's channels add up to its condition, and how they share it, is what the model learns. With
+   ``energy_fractions`` the model goes one step further, like CaloChallenge generators that model voxel
+   energies over the incident energy: it diffuses each pixel's *fraction* of the event's energy (the intensity
+   transform is fitted on fractions), and a generated event is scaled so that its pixels add up to the
+   condition exactly (then the detector thresholds, in GeV, are applied): each event's total energy holds by
+   construction, its split between channels and pixels does not.
 
 Sampling is DDIM (``eta = 0`` deterministic, ``eta = 1`` equals ancestral DDPM sampling with the posterior
 variance) on a uniform grid of ``steps`` times; noise is drawn with stateless seeds ``(seed, step)`` so the
@@ -47,7 +59,7 @@ import numpy as np
 import tensorflow as tf
 from keras import layers, ops
 
-from hep_keras.models.base import LossModel, stateless_normal
+from hep_keras.models.base import LossModel, stateless_normal, stateless_uniform
 from hep_keras.models.hit_slots import from_slots, to_slots
 from hep_keras.models.patches import from_patches, grid_size, patch_channels, to_patches
 from hep_keras.models.unet import build_unet
@@ -128,6 +140,37 @@ def fit_intensity_transform(images: np.ndarray, zero_quantile: float = 0.1) -> d
         log_max.append(float(np.log1p(values.max() / s)))
         thresholds.append(float(np.percentile(values, zero_quantile)))
     return {"scales": scales, "log_max": log_max, "thresholds": thresholds}
+
+
+def fit_energy_quantiles(images: np.ndarray, labels: np.ndarray, n_quantiles: int = 65) -> list[list[float]]:
+    """``log(E / GeV)`` of the total energy of training images ``(N, H, W, C)`` GeV at ``n_quantiles`` evenly
+    spaced probabilities from 0 to 1, for quark (label 0) and gluon (label 1) events: the
+    ``energy_quantiles`` of :class:`JetDiffusion`. A class without events takes the other's quantiles."""
+    log_e = np.log(np.maximum(images.reshape(len(images), -1).sum(axis=1, dtype=np.float64), 1e-3))
+    labels = np.asarray(labels).ravel().astype(int)
+    probabilities = np.linspace(0.0, 1.0, n_quantiles)
+    rows = [np.quantile(log_e[labels == c], probabilities) if np.any(labels == c) else None for c in (0, 1)]
+    if rows[0] is None and rows[1] is None:
+        raise ValueError("fit_energy_quantiles needs at least one event")
+    rows = [row if row is not None else next(r for r in rows if r is not None) for row in rows]
+    return [[float(v) for v in row] for row in rows]
+
+
+def _energy_table(quantiles) -> tuple[np.ndarray, float, float]:
+    """``(table (3, M) float32 of log E: quark, gluon, both pooled; centre; width)`` from ``energy_quantiles``.
+
+    The pooled row is the quantile function of the equal-weight mixture of the two classes; ``centre`` its
+    median and ``width`` half its 16–84 % range (the standardisation of the condition)."""
+    quark, gluon = (np.asarray(row, np.float64) for row in quantiles)
+    if quark.shape != gluon.shape or quark.ndim != 1 or len(quark) < 2:
+        raise ValueError("energy_quantiles needs two equally long lists of at least 2 quantiles (quark, gluon)")
+    if np.any(np.diff(quark) < 0) or np.any(np.diff(gluon) < 0) or not np.all(np.isfinite([quark, gluon])):
+        raise ValueError("energy_quantiles must be finite and increasing")
+    probabilities = np.linspace(0.0, 1.0, len(quark))
+    pooled = np.interp(probabilities, np.linspace(0.0, 1.0, 2 * len(quark)), np.sort(np.concatenate([quark, gluon])))
+    centre = float(np.interp(0.5, probabilities, pooled))
+    width = max(float(np.interp(0.84, probabilities, pooled) - np.interp(0.16, probabilities, pooled)) / 2, 1e-3)
+    return np.stack([quark, gluon, pooled]).astype("float32"), centre, width
 
 
 @keras.saving.register_keras_serializable(package="hep_keras")
@@ -212,6 +255,12 @@ class JetDiffusion(LossModel):
         ema: EMA decay of the sampling network (with warm-up ``min(ema, (1 + n) / (10 + n))`` at step n).
         scales, log_max, thresholds, gap: :class:`JetIntensityTransform` parameters (the first three one per
             channel).
+        energy_quantiles: ``None`` (no energy conditioning) or two equally long increasing lists, quark and
+            gluon, of ``log(E / GeV)`` of the training events at evenly spaced probabilities from 0 to 1
+            (:func:`fit_energy_quantiles`).
+        energy_fractions: diffuse each pixel's fraction of the event's total energy and scale generated events
+            to their energy condition (needs ``energy_quantiles``; ``scales`` / ``log_max`` then describe
+            fractions, ``thresholds`` stay in GeV).
         seed: seed of the training noise.
     """
 
@@ -237,6 +286,8 @@ class JetDiffusion(LossModel):
         log_max=(5.0, 5.0, 5.0),
         thresholds=None,
         gap: float = 0.5,
+        energy_quantiles=None,
+        energy_fractions: bool = False,
         seed: int = 0,
         **kwargs,
     ):
@@ -264,6 +315,14 @@ class JetDiffusion(LossModel):
         self.patch = int(patch)
         self.hcal_towers = bool(hcal_towers)
         self.slots = int(slots)
+        quantiles = None if energy_quantiles is None else [[float(q) for q in row] for row in energy_quantiles]
+        self.energy_quantiles = quantiles
+        self.energy_conditioning = self.energy_quantiles is not None
+        self.energy_fractions = bool(energy_fractions)
+        if self.energy_fractions and not self.energy_conditioning:
+            raise ValueError("energy_fractions needs energy conditioning (energy_quantiles)")
+        if self.energy_conditioning:
+            self._energy_table, self._energy_centre, self._energy_width = _energy_table(self.energy_quantiles)
         if self.patch < 1:
             raise ValueError(f"patch must be >= 1, got {patch}")
         if self.hcal_towers and self.patch == 1:
@@ -293,6 +352,7 @@ class JetDiffusion(LossModel):
             "num_classes": NULL_LABEL,
             "dropout": self.dropout,
             "head_width": self.head_width,
+            "energy_conditioning": self.energy_conditioning,
         }
         self.network = build_unet(**unet_args, name="network")
         self.ema_network = build_unet(**unet_args, name="ema_network")
@@ -350,6 +410,8 @@ class JetDiffusion(LossModel):
             "log_max": list(self.transform.log_max),
             "thresholds": list(self.transform.thresholds),
             "gap": self.transform.gap,
+            "energy_quantiles": self.energy_quantiles,
+            "energy_fractions": self.energy_fractions,
             "seed": self.seed,
         }
 
@@ -357,10 +419,11 @@ class JetDiffusion(LossModel):
         """Raw denoiser output of the EMA network.
 
         ``inputs = [noisy (N, P, P, K) normalised patch grid, padded (P = padded_size, K = cell_channels),
-        times (N,), labels (N,)]``.
+        times (N,), labels (N,)]`` and, with energy conditioning, ``energies (N,)`` standardised
+        (:meth:`energy_condition`).
         """
-        noisy, times, labels = inputs
-        return self.ema_network([noisy, times, ops.cast(labels, "int32")], training=training)
+        noisy, times, labels, *energies = inputs
+        return self.ema_network([noisy, times, ops.cast(labels, "int32"), *energies], training=training)
 
     # --- transforms -----------------------------------------------------------------------------------
     def schedule_rates(self, t):
@@ -373,6 +436,8 @@ class JetDiffusion(LossModel):
         With ``hcal_towers`` the tower value is the transform of the tower's mean energy (GeV), so HCAL energy
         is conserved even for a tower whose pixels differ."""
         images = ops.cast(images, "float32")
+        if self.energy_fractions:
+            images = images / ops.maximum(ops.sum(images, axis=(1, 2, 3), keepdims=True), 1e-6)
         if self.hcal_towers:
             size, p = self.image_size, self.patch
             hcal = to_patches(images[..., -1:], p, towers=False)  # (N, G, G, p²)
@@ -410,21 +475,42 @@ class JetDiffusion(LossModel):
         (pixel folding only; hit slots are decoded in GeV by :meth:`denormalize`)."""
         return from_patches(self._cells(y), self.patch, self.hcal_towers, self.image_size, self.channels)
 
-    def denormalize(self, y):
-        """Normalised, padded ``(N, P, P, K)`` → GeV ``(N, S, S, C)`` with zero suppression."""
+    def _to_energy(self, y, channels=None):
+        """Normalised values → GeV (:meth:`JetIntensityTransform.to_energy`), or with ``energy_fractions`` →
+        fractions of the event's energy (a hit is > 0; the GeV thresholds come after the scaling)."""
+        if not self.energy_fractions:
+            return self.transform.to_energy(y, channels)
+        hit = ops.cast(y, "float32") >= -1.0 + 0.5 * self.transform.gap
+        return ops.where(hit, ops.maximum(self.transform.inverse(y, channels), 1e-12), 0.0)
+
+    def denormalize(self, y, energies=None):
+        """Normalised, padded ``(N, P, P, K)`` → GeV ``(N, S, S, C)`` with zero suppression. With
+        ``energy_fractions``, ``energies`` (N,) GeV: each event is scaled to add up to its energy, then every
+        hit is raised to its channel's detector threshold."""
+        images = self._decode(y)
+        if not self.energy_fractions:
+            return images
+        if energies is None:
+            raise ValueError("a model with energy_fractions needs the events' energies to decode them")
+        total = ops.sum(images, axis=(1, 2, 3), keepdims=True)
+        scaled = images * ops.reshape(ops.cast(energies, "float32"), (-1, 1, 1, 1)) / ops.maximum(total, 1e-12)
+        return ops.where(images > 0, ops.maximum(scaled, self.transform._param("thresholds", None)), 0.0)
+
+    def _decode(self, y):
+        """Normalised, padded ``(N, P, P, K)`` → ``(N, S, S, C)`` GeV (fractions with ``energy_fractions``)."""
         if not self.slots:
-            return self.transform.to_energy(self.crop(y))
+            return self._to_energy(self.crop(y))
         cells = self._cells(y)
         fine = self.fine_channels
         n = ops.shape(cells)[0]
         slots = ops.reshape(
             cells[..., : 3 * self.slots * len(fine)], (n, self.grid_size, self.grid_size, self.slots, len(fine), 3)
         )
-        energy = self.transform.to_energy(slots[..., 0], channels=fine)
+        energy = self._to_energy(slots[..., 0], channels=fine)
         images = from_slots(energy, slots[..., 1], slots[..., 2], self.patch, self.image_size)
         if not self.hcal_towers:
             return images
-        tower = self.transform.to_energy(cells[..., -1:], channels=[self.channels - 1])
+        tower = self._to_energy(cells[..., -1:], channels=[self.channels - 1])
         hcal = ops.repeat(ops.repeat(tower, self.patch, axis=1), self.patch, axis=2)[
             :, : self.image_size, : self.image_size
         ]
@@ -437,8 +523,10 @@ class JetDiffusion(LossModel):
     def diffusion_loss(self, images, labels, network, training: bool):
         """Masked MSE between the network output and the ε / v target at random times.
 
-        ``images`` normalised and padded (N, P, P, C); ``labels`` (N,) int32 in {0, 1}.
+        ``images`` normalised and padded (N, P, P, C); ``labels`` (N,) int32 in {0, 1}, or ``(labels,
+        energies)`` with the standardised energy condition (:meth:`unpack`).
         """
+        labels, energies = self._condition(labels, images)
         batch = ops.shape(images)[0]
         noises = self.random_normal(ops.shape(images), salt=1)
         times = self.random_uniform((batch,), salt=2)
@@ -447,7 +535,7 @@ class JetDiffusion(LossModel):
         if training and self.label_dropout > 0:
             drop = self.random_uniform((batch,), salt=3) < self.label_dropout
             labels = ops.where(drop, NULL_LABEL, labels)
-        outputs = network([noisy, times, labels], training=training)
+        outputs = network(self._network_inputs(noisy, times, labels, energies), training=training)
         target = self._targets(images, noises, noise_rates, signal_rates)
         weights = ops.convert_to_tensor(self._loss_mask)
         per_pixel = ops.square(outputs - target) * weights
@@ -460,14 +548,50 @@ class JetDiffusion(LossModel):
         return ops.take(y, ops.convert_to_tensor(self._energy_of), axis=-1) >= -1.0 + 0.5 * self.transform.gap
 
     def unpack(self, data):
-        """``(images, labels)`` batch → normalised padded images ``(N, P, P, C)`` and int32 labels ``(N,)``."""
-        images, labels = data[0], data[1]
-        return self.normalize(images), ops.cast(ops.reshape(labels, (-1,)), "int32")
+        """``(images, labels)`` batch → normalised padded images ``(N, P, P, C)`` and int32 labels ``(N,)``
+        (with energy conditioning ``(labels, energies)``, the energy condition of each event)."""
+        images, labels = data[0], ops.cast(ops.reshape(data[1], (-1,)), "int32")
+        if self.energy_conditioning:
+            labels = (labels, self.energy_condition(ops.sum(ops.cast(images, "float32"), axis=(1, 2, 3))))
+        return self.normalize(images), labels
+
+    # --- energy conditioning --------------------------------------------------------------------------
+    def energy_condition(self, energies):
+        """Total event energies (N,) GeV → the standardised condition ``(log E - centre) / width`` (N,)."""
+        log_e = ops.log(ops.maximum(ops.cast(energies, "float32"), 1e-3))
+        return (log_e - self._energy_centre) / self._energy_width
+
+    def draw_energies(self, labels, seed):
+        """Seeded total energies (N,) GeV for ``labels`` (N,) (0 quark, 1 gluon, 2 both classes pooled):
+        inverse-CDF sampling of the training split's ``log E`` quantiles of the label's class."""
+        table = ops.convert_to_tensor(self._energy_table)  # (3, M): quark, gluon, pooled
+        m = self._energy_table.shape[1]
+        u = stateless_uniform(tf.shape(labels), tf.stack([tf.cast(seed, tf.int64), tf.constant(-3, tf.int64)]))
+        position = u * (m - 1)
+        low = ops.cast(ops.minimum(ops.floor(position), m - 2), "int32")
+        rows = ops.take(table, ops.cast(labels, "int32"), axis=0)  # (N, M)
+        below = ops.take_along_axis(rows, low[:, None], axis=1)[:, 0]
+        above = ops.take_along_axis(rows, low[:, None] + 1, axis=1)[:, 0]
+        return ops.exp(below + (position - ops.cast(low, "float32")) * (above - below))
+
+    def _condition(self, labels, x):
+        """``labels`` or ``(labels, energies)`` → ``(int32 labels (N,), standardised energies (N,) or None)``;
+        an energy-conditioned model given labels only uses the centre of the energy spectrum (condition 0)."""
+        energies = None
+        if isinstance(labels, tuple | list):
+            labels, energies = labels
+        labels = self._labels_or_null(labels, x)
+        if self.energy_conditioning and energies is None:
+            energies = ops.zeros(ops.shape(labels), "float32")
+        return labels, energies
+
+    def _network_inputs(self, noisy, times, labels, energies):
+        return [noisy, times, labels] + ([energies] if self.energy_conditioning else [])
 
     def compute_losses(self, data, training=False):
         """``{"loss": diffusion_loss}``: the training network in training, the EMA network (used for sampling)
         in evaluation."""
-        images, labels = data
+        images, labels = data  # labels: (labels, energies) with energy conditioning
         network = self.network if training else self.ema_network
         return {"loss": self.diffusion_loss(images, labels, network, training=training)}
 
@@ -486,18 +610,22 @@ class JetDiffusion(LossModel):
 
     # --- denoising ------------------------------------------------------------------------------------
     def _network_output(self, noisy, times, labels, guidance):
-        """EMA-network output with classifier-free guidance ``null + w (cond - null)``; one evaluation if w = 1."""
+        """EMA-network output with classifier-free guidance ``null + w (cond - null)``; one evaluation if w = 1.
+        Guidance acts on the quark/gluon label only; the energy condition is the same in both halves."""
+        labels, energies = self._condition(labels, noisy)
 
         def conditional():
-            return self.ema_network([noisy, times, labels], training=False)
+            return self.ema_network(self._network_inputs(noisy, times, labels, energies), training=False)
 
         def guided():
+            twice = None if energies is None else ops.concatenate([energies, energies], 0)
             both = self.ema_network(
-                [
+                self._network_inputs(
                     ops.concatenate([noisy, noisy], 0),
                     ops.concatenate([times, times], 0),
                     ops.concatenate([labels, ops.full_like(labels, NULL_LABEL)], 0),
-                ],
+                    twice,
+                ),
                 training=False,
             )
             cond, null = ops.split(both, 2, axis=0)
@@ -571,7 +699,9 @@ class JetDiffusion(LossModel):
         shape = ops.stack([ops.cast(n, "int32"), self.padded_size, self.padded_size, self.cell_channels])
         return _stateless_normal(shape, seed, -1)
 
-    def sample(self, labels, steps: int = 25, eta: float = 0.0, guidance: float = 1.0, seed: int = 0, noise=None):
+    def sample(
+        self, labels, steps: int = 25, eta: float = 0.0, guidance: float = 1.0, seed: int = 0, noise=None, energies=None
+    ):
         """Generate ``len(labels)`` events in GeV ``(N, S, S, C)``.
 
         Args:
@@ -581,17 +711,21 @@ class JetDiffusion(LossModel):
             guidance: classifier-free guidance scale w (1 = plain conditional).
             seed: same seed (and labels, steps, η) → identical events.
             noise: optional starting noise ``(N, P, P, C)`` instead of the seeded one.
+            energies: with energy conditioning, the total energy (N,) GeV each event is generated for; by
+                default drawn (seeded) from the training spectrum of its class (:meth:`draw_energies`).
         """
         labels = ops.cast(ops.reshape(ops.convert_to_tensor(labels), (-1,)), "int32")
         x = self.initial_noise(ops.shape(labels)[0], seed) if noise is None else noise
+        if self.energy_conditioning:
+            energies = self.draw_energies(labels, seed) if energies is None else ops.reshape(energies, (-1,))
+            labels = (labels, self.energy_condition(energies))
         x = self.integrate(x, labels, 1.0, 0.0, steps, guidance, eta, seed)
-        return self.denormalize(x)
+        return self.denormalize(x, energies)
 
     def invert(self, images, steps: int = 50, labels=None, t_end: float = 1.0):
         """Deterministic DDIM inversion of GeV images ``(N, S, S, C)`` to the latent at ``t_end`` (normalised)."""
         x = self.normalize(images)
-        labels = self._labels_or_null(labels, x)
-        return self.integrate(x, labels, 0.0, t_end, steps, clip=False)
+        return self.integrate(x, self._image_condition(images, labels, x), 0.0, t_end, steps, clip=False)
 
     def reconstruct(self, images, steps: int = 50, strength: float = 1.0, mode: str = "inversion", labels=None, seed=0):
         """Reconstruct GeV images ``(N, S, S, C)`` → GeV ``(N, S, S, C)``.
@@ -603,7 +737,7 @@ class JetDiffusion(LossModel):
         if mode not in ("inversion", "sdedit"):
             raise ValueError(f"mode must be 'inversion' or 'sdedit', got {mode!r}")
         x0 = self.normalize(images)
-        labels = self._labels_or_null(labels, x0)
+        labels = self._image_condition(images, labels, x0)
         n_steps = ops.maximum(ops.cast(ops.round(ops.cast(steps, "float32") * strength), "int32"), 1)
         if mode == "inversion":
             x = self.integrate(x0, labels, 0.0, strength, n_steps, clip=False)
@@ -611,7 +745,14 @@ class JetDiffusion(LossModel):
             noise_rate, signal_rate = self.schedule_rates(strength)
             x = signal_rate * x0 + noise_rate * _stateless_normal(ops.shape(x0), seed, -2)
         x = self.integrate(x, labels, strength, 0.0, n_steps, clip=mode == "sdedit")
-        return self.denormalize(x)
+        return self.denormalize(x, ops.sum(ops.cast(images, "float32"), axis=(1, 2, 3)))
+
+    def _image_condition(self, images, labels, x):
+        """Labels (null by default) and, with energy conditioning, the energy of each GeV image (N, S, S, C)."""
+        labels = self._labels_or_null(labels, x)
+        if not self.energy_conditioning:
+            return labels
+        return labels, self.energy_condition(ops.sum(ops.cast(images, "float32"), axis=(1, 2, 3)))
 
     @staticmethod
     def _labels_or_null(labels, x):

@@ -3,7 +3,8 @@
 :func:`build_unet` returns a functional ``keras.Model`` (like the keras.io DDIM example), so it is built at
 construction and round-trips through ``.keras`` files without custom ``build`` code:
 
-``inputs``  ``[noisy (N, H, W, C) float32, times (N,) float32 in [0, 1], labels (N,) int32]``
+``inputs``  ``[noisy (N, H, W, C) float32, times (N,) float32 in [0, 1], labels (N,) int32]`` and, with
+            ``energy_conditioning``, ``energies (N,) float32`` (the standardised log event energy)
 ``output``  ``(N, H, W, C)`` float32: the predicted noise ε or velocity v (see ``JetDiffusion.prediction``)
 
 Architecture: a 3×3 stem convolution, then per resolution level ``blocks_per_level`` residual blocks
@@ -11,7 +12,8 @@ Architecture: a 3×3 stem convolution, then per resolution level ``blocks_per_le
 downsample between levels, a middle block (residual, optional self-attention at the lowest resolution,
 residual), and the mirrored upsampling path (nearest-neighbour ×2 + conv) with skip concatenations. The time
 is embedded sinusoidally; the label is embedded with ``num_classes + 1`` rows, the last one being the "null"
-label used for classifier-free guidance. H and W must be divisible by ``2 ** (len(widths) - 1)``; the
+label used for classifier-free guidance; an energy condition goes through a two-layer MLP and is added to the
+same embedding. H and W must be divisible by ``2 ** (len(widths) - 1)``; the
 diffusion model pads its images to satisfy this.
 """
 
@@ -97,6 +99,7 @@ def build_unet(
     num_classes: int = 2,
     dropout: float = 0.0,
     head_width: int = 0,
+    energy_conditioning: bool = False,
     name: str = "unet",
 ) -> keras.Model:
     """Build the conditional U-Net (functional ``keras.Model``, see the module docstring).
@@ -114,6 +117,8 @@ def build_unet(
             output convolution. Without it every output channel of a cell is a function of ``widths[0]``
             features; a patch grid has more channels per cell than that (51 for 5×5 patches with HCAL towers),
             so the network cannot even pass each folded pixel's own noise through (see docs/diffusion.md).
+        energy_conditioning: a fourth input, one float per event (the standardised log of its energy), embedded
+            by a two-layer MLP and added to the time+label embedding.
     """
     height, width, channels = image_shape
     factor = 2 ** (len(widths) - 1)
@@ -128,6 +133,14 @@ def build_unet(
     emb = layers.Dense(4 * embed_dim, name="time_dense2")(emb)
     label_emb = layers.Embedding(num_classes + 1, 4 * embed_dim, name="label_embedding")(labels)
     emb = layers.Add(name="time_label_embedding")([emb, label_emb])
+    inputs = [noisy, times, labels]
+    if energy_conditioning:
+        energies = keras.Input(shape=(), name="energies")
+        e = layers.Reshape((1,), name="energy_reshape")(energies)
+        e = layers.Dense(4 * embed_dim, activation="swish", name="energy_dense1")(e)
+        e = layers.Dense(4 * embed_dim, name="energy_dense2")(e)
+        emb = layers.Add(name="time_label_energy_embedding")([emb, e])
+        inputs.append(energies)
 
     x = layers.Conv2D(widths[0], 3, padding="same", name="stem")(noisy)
     skips = [x]
@@ -164,4 +177,4 @@ def build_unet(
         x = layers.Concatenate(name="head_out")([x, h])
     # float32 output under mixed precision (the loss and the sampler work in float32)
     out = layers.Conv2D(channels, 3, padding="same", kernel_initializer="zeros", dtype="float32", name="out_conv")(x)
-    return keras.Model([noisy, times, labels], out, name=name)
+    return keras.Model(inputs, out, name=name)

@@ -2,8 +2,10 @@
 
 Defaults model full 125×125×3 events on a 25×25 grid of 5×5-pixel patches (``patch``): Tracks and ECAL as the
 2 hottest hits of each patch (``slots``), HCAL on its 5×5 towers (``hcal_grid``), a U-Net with
-``widths = [24, 48, 96]`` on the grid (padded to 28), 36 epochs on the shipped sample with a learning rate that
-decays (cosine) over the run (see docs/diffusion.md for the measured time). For the real file on a GPU/TPU::
+``widths = [24, 48, 96]`` on the grid (padded to 28), conditioned on quark/gluon and on the event's total
+energy, diffusing each pixel's fraction of it (``energy_conditioning``, ``energy_fractions``), 36 epochs on the
+shipped sample with a learning rate that decays (cosine) over the run (see docs/diffusion.md for the measured
+time); evaluation samples with guidance 2. For the real file on a GPU/TPU::
 
     python -m hep_keras.fit diffusion --data quark-gluon_data-set_n139306.hdf5 --epochs 50
 
@@ -34,6 +36,7 @@ MONITOR = "val_loss"
 MODEL_KEYS = (
     "widths", "blocks_per_level", "attention", "embed_dim", "dropout", "prediction", "schedule",
     "min_signal_rate", "label_dropout", "ema", "gap", "seed", "patch", "slots", "head_width",
+    "energy_fractions",
 )  # fmt: skip
 HCAL_GRIDS = ("auto", "tower", "pixel")
 DEFAULTS: dict[str, Any] = {
@@ -53,12 +56,16 @@ DEFAULTS: dict[str, Any] = {
     "label_dropout": 0.1,  # probability of the null label in training (classifier-free guidance)
     "ema": 0.995,  # EMA decay of the sampling network (with warm-up)
     "gap": 0.5,  # occupancy gap of the intensity transform: empty pixels at -1, hits in [-1 + gap, 1]
+    "energy_conditioning": True,  # condition on the event's total energy (drawn from the class's training spectrum)
+    "energy_fractions": True,  # diffuse each pixel's fraction of the event energy; generated totals = condition
     "norm_events": 2000,  # training events used to fit the intensity transform
     "sample_steps": 25,  # DDIM steps for the evaluation samples
     "recon_steps": 50,  # DDIM inversion steps for the evaluation reconstructions
     "recon_events": 32,  # held-out events reconstructed in the evaluation
     "sdedit_strength": 0.5,  # strength of the partial-noise (SDEdit) reconstruction in the evaluation
-    "guidance": 1.0,  # classifier-free guidance scale of the evaluation samples (1 = conditional)
+    # classifier-free guidance of the evaluation samples and `generate`'s default (1 = plain conditional sampling);
+    # 2 costs 2 network evaluations per step (50 at 25 steps): q/g AUC 0.65 -> 0.72 (docs/diffusion.md)
+    "guidance": 2.0,
     "eta": 0.0,  # 0 = deterministic DDIM, 1 = DDPM
     "two_sample_epochs": 8,  # epochs of the small-CNN real-vs-generated classifier
     # overrides of common defaults: 36 epochs = 3600 steps of 32 events on the shipped sample, 22.6 min with the
@@ -84,6 +91,8 @@ def validate(config: dict[str, Any]) -> None:
             raise ConfigError(f"config key {key!r} must be an integer >= 0, got {config[key]!r}")
     if config["slots"] > config["patch"] ** 2:
         raise ConfigError(f"config key 'slots' must be at most patch² = {config['patch'] ** 2}, got {config['slots']}")
+    if config["energy_fractions"] and not config["energy_conditioning"]:
+        raise ConfigError("config key 'energy_fractions' needs 'energy_conditioning' = true")
     if config["hcal_grid"] == "tower" and config["patch"] == 1:
         raise ConfigError("config key 'hcal_grid' = 'tower' needs 'patch' > 1 (the tower side in pixels)")
     if config["crop"] < 0 or (0 < config["crop"] < 8):
@@ -122,6 +131,7 @@ class DiffusionData(DataBundle):
     crop: int | None = None  # central crop in pixels, None = whole image
     image_size: int = 0  # side of the (cropped) image the model sees, pixels
     transform: dict[str, Any] = dataclasses.field(default_factory=dict)  # fitted JetIntensityTransform constants
+    energy_quantiles: list | None = None  # log E quantiles per class of the training events (energy conditioning)
     hcal_towers: bool = False  # HCAL modelled on its patch x patch tower grid
 
 
@@ -135,7 +145,6 @@ def load_data(config: dict[str, Any]) -> DiffusionData:
     """
     from hep_keras.data import inspect_jet_file, jet_images, read_events
     from hep_keras.data.tfds import is_tfds, tfds_images, tfds_info, tfds_read
-    from hep_keras.models.diffusion import fit_intensity_transform
     from hep_keras.training.distribute import distributed_input
 
     tfds_source = is_tfds(config["data"])
@@ -168,11 +177,12 @@ def load_data(config: dict[str, Any]) -> DiffusionData:
 
     train, val = pipeline("train"), pipeline("val")
     if tfds_source:
-        fit_images = tfds_read(path, "train", config["norm_events"], fields=("X_jets",), crop=crop)["X_jets"]
+        fit_events = tfds_read(path, "train", config["norm_events"], fields=("X_jets", "y"), crop=crop)
     else:
         fit_idx = _split(config, n_events, "train")[: config["norm_events"]]
-        fit_images = read_events(path, fit_idx, fields=("X_jets",), crop=crop)["X_jets"]
-    transform = fit_intensity_transform(fit_images)
+        fit_events = read_events(path, fit_idx, fields=("X_jets", "y"), crop=crop)
+    fit_images = fit_events["X_jets"]
+    transform, quantiles = fit_model_constants(config, fit_images, fit_events["y"])
     hcal_towers = _hcal_towers(config, fit_images, path)
     image_size = crop or height
     data_info = {
@@ -193,8 +203,23 @@ def load_data(config: dict[str, Any]) -> DiffusionData:
         crop=crop,
         image_size=image_size,
         transform=transform,
+        energy_quantiles=quantiles,
         hcal_towers=hcal_towers,
     )
+
+
+def fit_model_constants(config: dict[str, Any], images: np.ndarray, labels: np.ndarray) -> tuple[dict, list | None]:
+    """``(intensity transform constants, energy_quantiles or None)`` of the model, fitted on training images
+    ``(N, S, S, 3)`` GeV with labels ``(N,)``. With ``energy_fractions`` the transform's scales describe each
+    pixel's fraction of its event's energy; the detector thresholds stay in GeV."""
+    from hep_keras.models.diffusion import fit_energy_quantiles, fit_intensity_transform
+
+    transform = fit_intensity_transform(images)
+    if config["energy_fractions"]:
+        totals = np.maximum(images.sum(axis=(1, 2, 3), keepdims=True), 1e-6)
+        transform = {**fit_intensity_transform(images / totals), "thresholds": transform["thresholds"]}
+    quantiles = fit_energy_quantiles(images, labels) if config["energy_conditioning"] else None
+    return transform, quantiles
 
 
 def _hcal_towers(config: dict[str, Any], images: np.ndarray, path: Path) -> bool:
@@ -228,6 +253,7 @@ def build_model(config: dict[str, Any], data: DiffusionData):
         hcal_towers=data.hcal_towers,
         **{key: config[key] for key in MODEL_KEYS},
         **data.transform,
+        energy_quantiles=data.energy_quantiles,
         name="jet_diffusion",
     )
     jit = resolve_jit_compile(config["jit_compile"], auto=True)  # XLA: -25 % time/step on CPU
@@ -343,8 +369,9 @@ def evaluate(model, config: dict[str, Any], data: DiffusionData, run_dir: Path) 
     comparison = compare_generated(real, generated, seed=config["seed"])
     ceiling = None
     if model.slots:  # B's real events through the hit slots and back: the best any generator of them can do
+        chunks = [real[b_idx[i : i + 64]] for i in range(0, len(b_idx), 64)]
         round_trip = np.concatenate(
-            [np.asarray(model.denormalize(model.normalize(real[b_idx[i : i + 64]]))) for i in range(0, len(b_idx), 64)]
+            [np.asarray(model.denormalize(model.normalize(x), x.sum(axis=(1, 2, 3)))) for x in chunks]
         )
         ceiling = quality_table(
             real[a_idx], real[b_idx], round_trip, labels[a_idx], labels[b_idx],
