@@ -142,6 +142,11 @@ def fit_intensity_transform(images: np.ndarray, zero_quantile: float = 0.1) -> d
     return {"scales": scales, "log_max": log_max, "thresholds": thresholds}
 
 
+def event_energy(images):
+    """Total energy (N,) GeV of images ``(N, H, W, C)`` GeV: every pixel of every channel."""
+    return ops.sum(ops.cast(images, "float32"), axis=(1, 2, 3))
+
+
 def fit_energy_quantiles(images: np.ndarray, labels: np.ndarray, n_quantiles: int = 65) -> list[list[float]]:
     """``log(E / GeV)`` of the total energy of training images ``(N, H, W, C)`` GeV at ``n_quantiles`` evenly
     spaced probabilities from 0 to 1, for quark (label 0) and gluon (label 1) events: the
@@ -437,7 +442,7 @@ class JetDiffusion(LossModel):
         is conserved even for a tower whose pixels differ."""
         images = ops.cast(images, "float32")
         if self.energy_fractions:
-            images = images / ops.maximum(ops.sum(images, axis=(1, 2, 3), keepdims=True), 1e-6)
+            images = images / ops.reshape(ops.maximum(event_energy(images), 1e-6), (-1, 1, 1, 1))
         if self.hcal_towers:
             size, p = self.image_size, self.patch
             hcal = to_patches(images[..., -1:], p, towers=False)  # (N, G, G, p²)
@@ -494,7 +499,7 @@ class JetDiffusion(LossModel):
             raise ValueError("a model with energy_fractions needs the events' energies to decode them")
         total = ops.sum(images, axis=(1, 2, 3), keepdims=True)
         scaled = images * ops.reshape(ops.cast(energies, "float32"), (-1, 1, 1, 1)) / ops.maximum(total, 1e-12)
-        return ops.where(images > 0, ops.maximum(scaled, self.transform._param("thresholds", None)), 0.0)
+        return ops.where(images > 0, ops.maximum(scaled, ops.array(self.transform.thresholds)), 0.0)
 
     def _decode(self, y):
         """Normalised, padded ``(N, P, P, K)`` → ``(N, S, S, C)`` GeV (fractions with ``energy_fractions``)."""
@@ -552,7 +557,7 @@ class JetDiffusion(LossModel):
         (with energy conditioning ``(labels, energies)``, the energy condition of each event)."""
         images, labels = data[0], ops.cast(ops.reshape(data[1], (-1,)), "int32")
         if self.energy_conditioning:
-            labels = (labels, self.energy_condition(ops.sum(ops.cast(images, "float32"), axis=(1, 2, 3))))
+            labels = (labels, self.energy_condition(event_energy(images)))
         return self.normalize(images), labels
 
     # --- energy conditioning --------------------------------------------------------------------------
@@ -745,14 +750,14 @@ class JetDiffusion(LossModel):
             noise_rate, signal_rate = self.schedule_rates(strength)
             x = signal_rate * x0 + noise_rate * _stateless_normal(ops.shape(x0), seed, -2)
         x = self.integrate(x, labels, strength, 0.0, n_steps, clip=mode == "sdedit")
-        return self.denormalize(x, ops.sum(ops.cast(images, "float32"), axis=(1, 2, 3)))
+        return self.denormalize(x, event_energy(images))
 
     def _image_condition(self, images, labels, x):
         """Labels (null by default) and, with energy conditioning, the energy of each GeV image (N, S, S, C)."""
         labels = self._labels_or_null(labels, x)
         if not self.energy_conditioning:
             return labels
-        return labels, self.energy_condition(ops.sum(ops.cast(images, "float32"), axis=(1, 2, 3)))
+        return labels, self.energy_condition(event_energy(images))
 
     @staticmethod
     def _labels_or_null(labels, x):
