@@ -11,11 +11,13 @@ with B's quark/gluon label and prints (:mod:`hep_keras.evaluation.generation_qua
 * quark/gluon: a q/g classifier trained on A, AUC on generated vs on real B,
 
 all with bootstrap errors; then network evaluations per event and generated events/s at the export's steps
-beside a 1000-step ancestral DDPM of the same network (timed on ``--ddpm-events`` events).
+beside a 1000-step ancestral DDPM of the same network (timed on ``--ddpm-events`` events). ``--no-calibration``
+samples the same weights without the quantile calibration of generated energies (the calibration's baseline).
 
 Usage::
 
     python benchmarks/generation_quality.py saved_models/diffusion [--events 400] [--steps 25]
+    python benchmarks/generation_quality.py saved_models/diffusion --no-calibration   # the raw network, baseline
     python benchmarks/generation_quality.py --tiny      # smoke mode: tiny untrained model, seconds
 """
 
@@ -72,6 +74,13 @@ def run(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, Any],
         config, info = metadata["config"], metadata["data"]
         real, labels = test_events(info["path"], info["n_events"], config, args.events, info["crop"])
         sample, steps, what = loaded.sample_labels, args.steps or config["sample_steps"], args.export
+        if args.no_calibration:  # the raw network: model.keras with its quantile calibration removed
+            from hep_keras.export import load_keras_model
+            from hep_keras.models.diffusion import make_sample_labels_fn
+
+            model = load_keras_model(Path(args.export))
+            model.set_calibration(None)
+            sample, what = make_sample_labels_fn(model), f"{args.export} without calibration"
         guidance = args.guidance if args.guidance is not None else config.get("guidance", 1.0)
     a_idx, b_idx = split_halves(len(real), args.seed)
     sample_in_batches(sample, labels[:2], steps, args.seed, guidance)  # trace outside the timing
@@ -111,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ddpm-events", type=int, default=8, help="events timed with the DDPM sampler")
     parser.add_argument("--cnn-epochs", type=int, default=8)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--no-calibration", action="store_true", help="sample without the quantile calibration")
     parser.add_argument("--tiny", action="store_true", help="smoke mode: tiny untrained model on the sample")
     args = parser.parse_args(argv)
     if args.tiny:

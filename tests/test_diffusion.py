@@ -236,7 +236,8 @@ def test_fit_cli_writes_run_and_export(cli_run):
     assert quality["w1_mass"]["floor"] > 0 and quality["w1_mass"]["ratio"] == pytest.approx(
         quality["w1_mass"]["value"] / quality["w1_mass"]["floor"]
     )
-    assert set(metrics["evaluation_seconds"]) == {"sampling", "reconstruction", "classifiers", "figures", "total"}
+    stages = {"calibration", "sampling", "reconstruction", "classifiers", "figures", "total"}
+    assert set(metrics["evaluation_seconds"]) == stages
     assert (cli_run["run"] / "DONE").is_file() and (cli_run["run"] / "figures" / "reconstruction_0.png").is_file()
     for figure in ("generated_mean_images", "generated_events", "generated_occupancy"):
         assert (cli_run["run"] / "figures" / f"{figure}.png").is_file()
@@ -253,6 +254,7 @@ def test_saved_model_matches_keras_model(cli_run):
 
     model = load_keras_model(cli_run["export"])
     assert isinstance(model, JetDiffusion)
+    assert model.calibration is not None  # fitted after training; model.keras and the SavedModel carry it
     labels = tf.constant([0, 1, 1], tf.int32)
     args = (tf.constant(3), tf.constant(7, tf.int64), tf.constant(1.0), tf.constant(0.0))
     expected = np.asarray(model.sample(labels, steps=3, seed=7))

@@ -46,8 +46,11 @@ Pipeline inside the model (all invertible, so the exported graph takes and retur
 
 Sampling is DDIM (``eta = 0`` deterministic, ``eta = 1`` equals ancestral DDPM sampling with the posterior
 variance) on a uniform grid of ``steps`` times; noise is drawn with stateless seeds ``(seed, step)`` so the
-same seed gives identical events. Reconstruction is deterministic DDIM inversion (image → noise → image) or
-partial noising to ``t = strength`` followed by denoising (SDEdit).
+same seed gives identical events. With a ``calibration`` (fitted after training by :meth:`JetDiffusion.
+fit_calibration`, :mod:`hep_keras.models.quantile_calibration`) the sampled energy numbers go through a per-
+channel quantile map onto the training distribution before decoding. Reconstruction is deterministic DDIM
+inversion (image → noise → image) or partial noising to ``t = strength`` followed by denoising (SDEdit); it is
+never calibrated.
 """
 
 from __future__ import annotations
@@ -62,6 +65,7 @@ from keras import layers, ops
 from hep_keras.models.base import LossModel, stateless_normal, stateless_uniform
 from hep_keras.models.hit_slots import from_slots, to_slots
 from hep_keras.models.patches import from_patches, grid_size, patch_channels, to_patches
+from hep_keras.models.quantile_calibration import check_quantile_map, fit_quantile_map, quantile_map
 from hep_keras.models.unet import build_unet
 
 SCHEDULES = ("cosine", "linear")
@@ -266,6 +270,9 @@ class JetDiffusion(LossModel):
         energy_fractions: diffuse each pixel's fraction of the event's total energy and scale generated events
             to their energy condition (needs ``energy_quantiles``; ``scales`` / ``log_max`` then describe
             fractions, ``thresholds`` stay in GeV).
+        calibration: ``None`` or, per energy cell channel (:attr:`energy_channels`), ``[generated quantiles, real
+            quantiles]``: the quantile map applied to generated events (:meth:`calibrate`; fitted by
+            :meth:`fit_calibration`).
         seed: seed of the training noise.
     """
 
@@ -293,6 +300,7 @@ class JetDiffusion(LossModel):
         gap: float = 0.5,
         energy_quantiles=None,
         energy_fractions: bool = False,
+        calibration=None,
         seed: int = 0,
         **kwargs,
     ):
@@ -369,6 +377,9 @@ class JetDiffusion(LossModel):
         slot_values = 3 * self.slots * len(self.fine_channels)
         self._is_position = np.array([0 < j < slot_values and j % 3 > 0 for j in range(self.cell_channels)])
         self._energy_of = np.array([j - j % 3 if j < slot_values else j for j in range(self.cell_channels)])
+        #: cell channels that hold a normalised energy (all but the slots' positions)
+        self.energy_channels = [j for j in range(self.cell_channels) if not self._is_position[j]]
+        self.set_calibration(calibration)
         self.build((None, self.image_size, self.image_size, self.channels))
 
     # --- Keras plumbing -------------------------------------------------------------------------------
@@ -417,6 +428,7 @@ class JetDiffusion(LossModel):
             "gap": self.transform.gap,
             "energy_quantiles": self.energy_quantiles,
             "energy_fractions": self.energy_fractions,
+            "calibration": self.calibration,
             "seed": self.seed,
         }
 
@@ -719,13 +731,54 @@ class JetDiffusion(LossModel):
             energies: with energy conditioning, the total energy (N,) GeV each event is generated for; by
                 default drawn (seeded) from the training spectrum of its class (:meth:`draw_energies`).
         """
+        x, energies = self.sample_normalized(labels, steps, eta, guidance, seed, noise, energies)
+        return self.denormalize(self.calibrate(x), energies)
+
+    def sample_normalized(self, labels, steps=25, eta=0.0, guidance=1.0, seed=0, noise=None, energies=None):
+        """The DDIM trajectory of :meth:`sample` without calibration and decoding: ``(x (N, P, P, K)
+        normalised and padded, energies (N,) GeV or None)``."""
         labels = ops.cast(ops.reshape(ops.convert_to_tensor(labels), (-1,)), "int32")
         x = self.initial_noise(ops.shape(labels)[0], seed) if noise is None else noise
         if self.energy_conditioning:
             energies = self.draw_energies(labels, seed) if energies is None else ops.reshape(energies, (-1,))
             labels = (labels, self.energy_condition(energies))
-        x = self.integrate(x, labels, 1.0, 0.0, steps, guidance, eta, seed)
-        return self.denormalize(x, energies)
+        return self.integrate(x, labels, 1.0, 0.0, steps, guidance, eta, seed), energies
+
+    # --- calibration -----------------------------------------------------------------------------------
+    def set_calibration(self, tables) -> None:
+        """Set (``None``: remove) the quantile map of generated energies, one ``[generated quantiles, real
+        quantiles]`` table per energy cell channel (:mod:`hep_keras.models.quantile_calibration`)."""
+        if tables is not None:
+            tables = [[[float(v) for v in side] for side in table] for table in tables]
+            check_quantile_map(tables, len(self.energy_channels))
+        self.calibration = tables
+
+    def calibrate(self, y):
+        """Normalised, padded ``(N, P, P, K)`` → the same with every energy channel through its quantile map
+        (positions unchanged); the identity without calibration."""
+        if self.calibration is None:
+            return y
+        columns = [y[..., j] for j in range(self.cell_channels)]
+        for j, (source, target) in zip(self.energy_channels, self.calibration, strict=True):
+            columns[j] = quantile_map(columns[j], source, target)
+        return ops.stack(columns, axis=-1)
+
+    def fit_calibration(self, images, labels, steps=25, guidance=1.0, eta=0.0, seed=0, batch_size=50, progress=None):
+        """Fit the quantile map on training events ``images (N, S, S, C)`` GeV with labels ``(N,)``: N events
+        generated with the same labels (and this sampler) against the training events, per energy channel over
+        every cell of the grid. Replaces any previous calibration. ``progress(done)`` after each batch."""
+        sample = tf.function(lambda lab, s: self.sample_normalized(lab, steps, eta, guidance, s)[0])
+        labels = np.asarray(labels).reshape(-1).astype("int32")
+        generated = []
+        for start in range(0, len(labels), batch_size):
+            batch = tf.constant(labels[start : start + batch_size])
+            generated.append(np.asarray(self._cells(sample(batch, tf.constant(seed + start, tf.int64)))))
+            if progress is not None:
+                progress(min(start + batch_size, len(labels)))
+        real = [self._cells(self.normalize(images[i : i + batch_size])) for i in range(0, len(images), batch_size)]
+        real = np.concatenate([np.asarray(cells) for cells in real])
+        pick = lambda cells: cells[..., self.energy_channels].reshape(-1, len(self.energy_channels))  # noqa: E731
+        self.set_calibration(fit_quantile_map(pick(np.concatenate(generated)), pick(real)))
 
     def invert(self, images, steps: int = 50, labels=None, t_end: float = 1.0):
         """Deterministic DDIM inversion of GeV images ``(N, S, S, C)`` to the latent at ``t_end`` (normalised)."""

@@ -100,6 +100,9 @@ def _fit(recipe, strategy, name, config, run_dir: Path, export_dir, overwrite, v
         print(f"note: the training loss became NaN/Inf in epoch {diverged[0]}; using the best epoch's weights")
     if best.exists():
         model.load_weights(str(best))
+    after_training = getattr(recipe, "after_training", None)  # e.g. the diffusion model's calibration
+    if after_training is not None:
+        after_training(model, config, data)
 
     figures = run_dir / "figures"
     figures.mkdir(exist_ok=True)

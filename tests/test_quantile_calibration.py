@@ -1,0 +1,109 @@
+"""Quantile calibration: the map itself (known answers) and the diffusion model's use of it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hep_keras.models.diffusion import JetDiffusion, fit_intensity_transform
+from hep_keras.models.quantile_calibration import check_quantile_map, fit_quantile_map, quantile_map
+
+
+def test_quantile_map_is_numpy_interp_with_constant_ends():
+    source, target = np.array([-1.0, 0.0, 0.5, 2.0]), np.array([-1.0, -1.0, 0.25, 3.0])
+    x = np.linspace(-3.0, 4.0, 57).reshape(3, 19)
+    np.testing.assert_allclose(np.asarray(quantile_map(x, source, target)), np.interp(x, source, target), atol=1e-6)
+
+
+def test_fitted_map_turns_one_distribution_into_the_other():
+    """generated ~ N(0, 1), real = 2 z + 1: the fitted map is 2 x + 1 inside the sample's range; the real
+    sample's quantiles come out of the generated sample."""
+    rng = np.random.default_rng(0)
+    generated, real = rng.normal(size=(20000, 1)), 2 * rng.normal(size=(20000, 1)) + 1
+    (source, target),  = fit_quantile_map(generated, real, probabilities=np.linspace(0, 1, 201))  # fmt: skip
+    x = np.linspace(-1.5, 1.5, 7)
+    np.testing.assert_allclose(np.asarray(quantile_map(x, source, target)), 2 * x + 1, atol=0.1)
+    mapped = np.asarray(quantile_map(generated[:, 0], source, target))
+    np.testing.assert_allclose(np.percentile(mapped, [10, 50, 90]), np.percentile(real, [10, 50, 90]), atol=0.05)
+
+
+def test_fitted_map_of_sparse_values_matches_the_hit_fraction():
+    """Real: 98 % empty at -1, hits in [-0.5, 1]; generated: a smeared version with hits too low. After the
+    map, the share of values above the hit decision (-0.75) is the real one and hit values start at -0.5."""
+    rng = np.random.default_rng(1)
+    n = 200000
+    hit = rng.random(n) < 0.02
+    real = np.where(hit, rng.uniform(-0.5, 1.0, n), -1.0)
+    generated = np.where(rng.random(n) < 0.02, rng.uniform(-0.7, 0.6, n), rng.normal(-1.0, 0.05, n))
+    (source, target),  = fit_quantile_map(generated[:, None], real[:, None])  # fmt: skip
+    mapped = np.asarray(quantile_map(generated, source, target))
+    assert np.mean(mapped >= -0.75) == pytest.approx(np.mean(real >= -0.75), abs=0.002)
+    assert np.mean((mapped > -0.75) & (mapped < -0.5)) < 0.001  # (almost) nothing left in the gap
+    np.testing.assert_allclose(np.percentile(mapped[mapped > -0.75], [25, 50, 75]), [-0.125, 0.25, 0.625], atol=0.05)
+
+
+def test_bad_tables_are_rejected():
+    good = [[0.0, 1.0], [0.0, 2.0]]
+    check_quantile_map([good], 1)
+    with pytest.raises(ValueError, match="one table per energy channel"):
+        check_quantile_map([good], 2)
+    with pytest.raises(ValueError, match="strictly"):
+        check_quantile_map([[[0.0, 0.0], [0.0, 1.0]]], 1)
+    with pytest.raises(ValueError, match="finite"):
+        check_quantile_map([[[0.0, np.nan], [0.0, 1.0]]], 1)
+    with pytest.raises(ValueError, match="same E"):
+        fit_quantile_map(np.zeros((4, 2)), np.zeros((4, 3)))
+
+
+def slot_model(**kwargs) -> JetDiffusion:
+    rng = np.random.default_rng(0)
+    images = np.zeros((8, 20, 20, 3), "float32")
+    images[rng.random(images.shape) < 0.05] = 2.0
+    return JetDiffusion(
+        image_size=20, widths=[8, 8], embed_dim=8, attention=False, patch=5, hcal_towers=False, slots=2,
+        **fit_intensity_transform(images), **kwargs,
+    )  # fmt: skip
+
+
+def test_model_calibration_maps_energies_only_and_round_trips():
+    model = slot_model()
+    labels = np.array([0, 1, 1])
+    plain = np.asarray(model.sample(labels, steps=2, seed=3))
+    raw, _ = model.sample_normalized(labels, steps=2, seed=3)
+    # (energy, row, col) per slot and fine channel: 2 slots x 3 channels x 3 numbers, no tower
+    assert model.energy_channels == list(range(0, 18, 3))
+    identity = [[[-2.0, 2.0], [-2.0, 2.0]]] * 6
+    model.set_calibration(identity)
+    np.testing.assert_allclose(np.asarray(model.sample(labels, steps=2, seed=3)), plain, atol=1e-6)
+    shift = [[[-2.0, 2.0], [-1.5, 2.5]]] * 6  # every energy + 0.5: empty slots (-1) become soft hits
+    model.set_calibration(shift)
+    calibrated = np.asarray(model.calibrate(raw))
+    energies = model.energy_channels
+    np.testing.assert_allclose(calibrated[..., energies], np.asarray(raw)[..., energies] + 0.5, atol=1e-5)
+    positions = [j for j in range(18) if j not in energies]
+    np.testing.assert_array_equal(calibrated[..., positions], np.asarray(raw)[..., positions])
+    clone = JetDiffusion.from_config(model.get_config())
+    clone.set_weights(model.get_weights())
+    np.testing.assert_allclose(
+        np.asarray(clone.sample(labels, steps=2, seed=3)), np.asarray(model.sample(labels, steps=2, seed=3)), atol=1e-6
+    )
+    with pytest.raises(ValueError, match="one table per energy channel"):
+        model.set_calibration(shift[:5])
+
+
+def test_fit_calibration_gives_generated_energies_the_training_distribution():
+    """By construction: the fitted map takes the generated sample's energies onto the training events'."""
+    model = slot_model()
+    rng = np.random.default_rng(2)
+    images = np.where(rng.random((24, 20, 20, 3)) < 0.03, rng.exponential(3.0, (24, 20, 20, 3)), 0.0)
+    labels = np.arange(24) % 2
+    model.fit_calibration(images.astype("float32"), labels, steps=2, seed=5, batch_size=8)
+    real = np.asarray(model._cells(model.normalize(images)))[..., model.energy_channels]
+    raw = np.concatenate(
+        [np.asarray(model.sample_normalized(labels[i : i + 8], steps=2, seed=5 + i)[0]) for i in (0, 8, 16)]
+    )
+    mapped = np.asarray(model._cells(model.calibrate(raw)))[..., model.energy_channels]
+    assert np.mean(np.asarray(model._cells(raw))[..., model.energy_channels] >= -0.75) > 0.2  # untrained: noise
+    np.testing.assert_allclose(
+        np.mean(mapped >= -0.75, axis=(0, 1, 2)), np.mean(real >= -0.75, axis=(0, 1, 2)), atol=0.01
+    )
