@@ -107,3 +107,17 @@ def test_fit_calibration_gives_generated_energies_the_training_distribution():
     np.testing.assert_allclose(
         np.mean(mapped >= -0.75, axis=(0, 1, 2)), np.mean(real >= -0.75, axis=(0, 1, 2)), atol=0.01
     )
+
+
+def test_calibration_events_config():
+    """calibration_events: an integer >= 0 (one error line otherwise); 0 leaves the model uncalibrated."""
+    from hep_keras.errors import ConfigError
+    from hep_keras.training.config import COMMON_DEFAULTS
+    from hep_keras.training.recipes import diffusion as recipe
+
+    for bad in (-1, 2.5):
+        with pytest.raises(ConfigError, match="'calibration_events' must be an integer >= 0"):
+            recipe.validate({**COMMON_DEFAULTS, **recipe.DEFAULTS, "calibration_events": bad})
+    model = slot_model()
+    recipe.after_training(model, {**recipe.DEFAULTS, "calibration_events": 0}, data=None)
+    assert model.calibration is None and model.get_config()["calibration"] is None

@@ -138,7 +138,7 @@ class DiffusionData(DataBundle):
     transform: dict[str, Any] = dataclasses.field(default_factory=dict)  # fitted JetIntensityTransform constants
     energy_quantiles: list | None = None  # log E quantiles per class of the training events (energy conditioning)
     hcal_towers: bool = False  # HCAL modelled on its patch x patch tower grid
-    calibration_seconds: float | None = None  # time of the quantile calibration after training (after_training)
+    calibration: dict[str, Any] | None = None  # {"events", "seconds"} of the calibration after training
 
 
 callbacks = no_callbacks
@@ -234,7 +234,7 @@ def after_training(model, config: dict[str, Any], data: DiffusionData) -> None:
         events["X_jets"], events["y"], config["sample_steps"], config["guidance"], config["eta"],
         seed=config["seed"] + 2, progress=bar.update,
     )  # fmt: skip
-    data.calibration_seconds = time.perf_counter() - clock
+    data.calibration = {"events": len(events["y"]), "seconds": time.perf_counter() - clock}
 
 
 def fit_model_constants(config: dict[str, Any], images: np.ndarray, labels: np.ndarray) -> tuple[dict, list | None]:
@@ -420,8 +420,8 @@ def evaluate(model, config: dict[str, Any], data: DiffusionData, run_dir: Path) 
     plot_qg_event_displays(real[b_idx], labels[b_idx], generated, labels[b_idx], figures / "generated_events.png")
     plot_occupancy_maps(real[b_idx], generated, figures / "generated_occupancy.png")
     seconds["figures"] = time.perf_counter() - clock
-    if data.calibration_seconds is not None:
-        seconds["calibration"] = data.calibration_seconds
+    if data.calibration is not None:
+        seconds["calibration"] = data.calibration["seconds"]
     seconds["total"] = sum(seconds.values())
     table = format_table(rows)
     if ceiling is not None:
@@ -456,9 +456,9 @@ def evaluate(model, config: dict[str, Any], data: DiffusionData, run_dir: Path) 
             + f"HCAL {'on its towers' if data.hcal_towers else 'per pixel'}",
             "generated energies: "
             + (
-                f"quantile-calibrated on {config['calibration_events']} generated vs training events (each energy "
+                f"quantile-calibrated on {data.calibration['events']} generated vs training events (each energy "
                 "channel's distribution over all cells matches the training events by construction)"
-                if model.calibration is not None
+                if model.calibration is not None and data.calibration is not None
                 else "not calibrated"
             ),
             f"evaluation took {seconds['total']:.0f} s (each stage, calibration included: evaluation_seconds)",
