@@ -6,13 +6,40 @@ import numpy as np
 import pytest
 
 from hep_keras.models.diffusion import JetDiffusion, fit_intensity_transform
-from hep_keras.models.quantile_calibration import check_quantile_map, fit_quantile_map, quantile_map
+from hep_keras.models.quantile_calibration import check_quantile_map, fit_quantile_map, quantile_map, ring_of_cells
 
 
 def test_quantile_map_is_numpy_interp_with_constant_ends():
     source, target = np.array([-1.0, 0.0, 0.5, 2.0]), np.array([-1.0, -1.0, 0.25, 3.0])
     x = np.linspace(-3.0, 4.0, 57).reshape(3, 19)
     np.testing.assert_allclose(np.asarray(quantile_map(x, source, target)), np.interp(x, source, target), atol=1e-6)
+
+
+def test_quantile_map_with_one_table_per_value():
+    """Tables (P, P, K) broadcast against values (N, P, P): each value goes through its own cell's table."""
+    rng = np.random.default_rng(3)
+    source = np.sort(rng.normal(size=(2, 3, 5)), axis=-1) + np.arange(5) * 1e-3
+    target = np.sort(rng.normal(size=(2, 3, 5)), axis=-1)
+    x = rng.normal(size=(4, 2, 3)) * 1.5
+    mapped = np.asarray(quantile_map(x, source, target))
+    expected = np.array([[[np.interp(x[n, i, j], source[i, j], target[i, j]) for j in range(3)] for i in range(2)]
+                         for n in range(4)])  # fmt: skip
+    np.testing.assert_allclose(mapped, expected, atol=1e-5)
+
+
+def test_rings_of_the_cell_grid():
+    """Known answers: the centre cell of an odd grid is ring 0, its 8 neighbours ring 1 (distance 1 and √2),
+    distance 2 ring 2, the grid's corners (√8) ring 3; padding cells lie further out. An even grid has no
+    centre cell, so no ring 0."""
+    rings = ring_of_cells(5, 8, (0.5, 1.5, 2.5, 4.0))  # grid cells 1..5 of the padded 8, centre (3, 3)
+    assert rings[3, 3] == 0
+    assert {int(rings[3 + di, 3 + dj]) for di in (-1, 0, 1) for dj in (-1, 0, 1) if di or dj} == {1}
+    assert rings[3, 5] == rings[1, 3] == 2 and rings[1, 1] == rings[5, 5] == 3
+    assert rings[0, 0] == 4 and rings[7, 7] == 4  # padding: distance √18 and √32
+    even = ring_of_cells(4, 4, (0.5, 1.5, 2.5))
+    np.testing.assert_array_equal(even, [[2, 2, 2, 2], [2, 1, 1, 2], [2, 1, 1, 2], [2, 2, 2, 2]])
+    with pytest.raises(ValueError, match="must be increasing"):
+        ring_of_cells(5, 8, (1.5, 0.5))
 
 
 def test_fitted_map_turns_one_distribution_into_the_other():
@@ -65,48 +92,65 @@ def slot_model(**kwargs) -> JetDiffusion:
     )  # fmt: skip
 
 
-def test_model_calibration_maps_energies_only_and_round_trips():
-    model = slot_model()
+def test_model_calibration_maps_energies_only_per_ring_and_round_trips():
+    """Each cell's energies go through the table of its ring (known shifts), positions stay bit-identical,
+    the identity table changes nothing, from_config keeps the calibration."""
+    model = slot_model(calibration_rings=[1.0])  # grid 4 x 4: the inner 2 x 2 cells ring 0, the rest ring 1
     labels = np.array([0, 1, 1])
     plain = np.asarray(model.sample(labels, steps=2, seed=3))
     raw, _ = model.sample_normalized(labels, steps=2, seed=3)
     # (energy, row, col) per slot and fine channel: 2 slots x 3 channels x 3 numbers, no tower
     assert model.energy_channels == list(range(0, 18, 3))
     identity = [[[-2.0, 2.0], [-2.0, 2.0]]] * 6
-    model.set_calibration(identity)
+    model.set_calibration([identity, identity])
     np.testing.assert_allclose(np.asarray(model.sample(labels, steps=2, seed=3)), plain, atol=1e-6)
-    shift = [[[-2.0, 2.0], [-1.5, 2.5]]] * 6  # every energy + 0.5: empty slots (-1) become soft hits
-    model.set_calibration(shift)
-    calibrated = np.asarray(model.calibrate(raw))
+    inner, outer = [[[-2.0, 2.0], [-1.5, 2.5]]] * 6, [[[-2.0, 2.0], [-1.8, 2.2]]] * 6  # energies +0.5 / +0.2
+    model.set_calibration([inner, outer])
+    calibrated, raw = np.asarray(model._cells(model.calibrate(raw))), np.asarray(model._cells(raw))
+    shift = np.full((4, 4), 0.2)
+    shift[1:3, 1:3] = 0.5
     energies = model.energy_channels
-    np.testing.assert_allclose(calibrated[..., energies], np.asarray(raw)[..., energies] + 0.5, atol=1e-5)
+    np.testing.assert_allclose(calibrated[..., energies], raw[..., energies] + shift[None, :, :, None], atol=1e-5)
     positions = [j for j in range(18) if j not in energies]
-    np.testing.assert_array_equal(calibrated[..., positions], np.asarray(raw)[..., positions])
+    np.testing.assert_array_equal(calibrated[..., positions], raw[..., positions])
     clone = JetDiffusion.from_config(model.get_config())
     clone.set_weights(model.get_weights())
     np.testing.assert_allclose(
         np.asarray(clone.sample(labels, steps=2, seed=3)), np.asarray(model.sample(labels, steps=2, seed=3)), atol=1e-6
     )
     with pytest.raises(ValueError, match="one table per energy channel"):
-        model.set_calibration(shift[:5])
+        model.set_calibration([inner[:5], outer])
+    with pytest.raises(ValueError, match=r"one set of tables per ring \(2\)"):
+        model.set_calibration([inner])
+    model.set_calibration(outer)  # one table per channel (saved before rings): the same map in every ring
+    assert model.calibration == [outer, outer]
 
 
-def test_fit_calibration_gives_generated_energies_the_training_distribution():
-    """By construction: the fitted map takes the generated sample's energies onto the training events'."""
-    model = slot_model()
+def test_fit_calibration_gives_each_ring_the_training_hit_rate():
+    """By construction: per ring, the fitted map takes the generated energies onto the training events' hit
+    rate. The training hits crowd the centre while the untrained network's noise is uniform, so one map for
+    the whole grid (``calibration_rings=[]``) gives the centre too few hits and the edge too many."""
     rng = np.random.default_rng(2)
-    images = np.where(rng.random((24, 20, 20, 3)) < 0.03, rng.exponential(3.0, (24, 20, 20, 3)), 0.0)
+    rate = np.full((20, 20, 1), 0.01)
+    rate[5:15, 5:15] = 0.15  # the 2 x 2 central cells
+    images = np.where(rng.random((24, 20, 20, 3)) < rate, rng.exponential(3.0, (24, 20, 20, 3)), 0.0)
     labels = np.arange(24) % 2
-    model.fit_calibration(images.astype("float32"), labels, steps=2, seed=5, batch_size=8)
-    real = np.asarray(model._cells(model.normalize(images)))[..., model.energy_channels]
-    raw = np.concatenate(
-        [np.asarray(model.sample_normalized(labels[i : i + 8], steps=2, seed=5 + i)[0]) for i in (0, 8, 16)]
-    )
-    mapped = np.asarray(model._cells(model.calibrate(raw)))[..., model.energy_channels]
+    raw = np.concatenate([np.asarray(slot_model().sample_normalized(labels[i : i + 8], steps=2, seed=5 + i)[0])
+                          for i in (0, 8, 16)])  # fmt: skip
+    centre = np.zeros((4, 4), bool)
+    centre[1:3, 1:3] = True
+    for rings, matches in (([1.0], True), ([], False)):
+        model = slot_model(calibration_rings=rings)
+        model.fit_calibration(images.astype("float32"), labels, steps=2, seed=5, batch_size=8)
+        real = np.asarray(model._cells(model.normalize(images)))[..., model.energy_channels] >= -0.75
+        hits = np.asarray(model._cells(model.calibrate(raw)))[..., model.energy_channels] >= -0.75
+        for cells in (centre, ~centre):
+            share, real_share = hits[:, cells].mean(axis=(0, 1)), real[:, cells].mean(axis=(0, 1))
+            if matches:
+                np.testing.assert_allclose(share, real_share, atol=0.015)  # quantiles every 1 %
+            else:
+                assert np.all(np.abs(share - real_share) > 0.1)  # measured: centre -0.5 .. -0.7, edge +0.2
     assert np.mean(np.asarray(model._cells(raw))[..., model.energy_channels] >= -0.75) > 0.2  # untrained: noise
-    np.testing.assert_allclose(
-        np.mean(mapped >= -0.75, axis=(0, 1, 2)), np.mean(real >= -0.75, axis=(0, 1, 2)), atol=0.01
-    )
 
 
 def test_calibration_events_config():

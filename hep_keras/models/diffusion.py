@@ -47,10 +47,10 @@ Pipeline inside the model (all invertible, so the exported graph takes and retur
 Sampling is DDIM (``eta = 0`` deterministic, ``eta = 1`` equals ancestral DDPM sampling with the posterior
 variance) on a uniform grid of ``steps`` times; noise is drawn with stateless seeds ``(seed, step)`` so the
 same seed gives identical events. With a ``calibration`` (fitted after training by :meth:`JetDiffusion.
-fit_calibration`, :mod:`hep_keras.models.quantile_calibration`) the sampled energy numbers go through a per-
-channel quantile map onto the training distribution before decoding. Reconstruction is deterministic DDIM
-inversion (image → noise → image) or partial noising to ``t = strength`` followed by denoising (SDEdit); it is
-never calibrated.
+fit_calibration`, :mod:`hep_keras.models.quantile_calibration`) the sampled energy numbers go through a
+quantile map per channel and ring of the cell grid onto the training distribution before decoding.
+Reconstruction is deterministic DDIM inversion (image → noise → image) or partial noising to ``t = strength``
+followed by denoising (SDEdit); it is never calibrated.
 """
 
 from __future__ import annotations
@@ -65,7 +65,13 @@ from keras import layers, ops
 from hep_keras.models.base import LossModel, stateless_normal, stateless_uniform
 from hep_keras.models.hit_slots import from_slots, to_slots
 from hep_keras.models.patches import from_patches, grid_size, patch_channels, to_patches
-from hep_keras.models.quantile_calibration import check_quantile_map, fit_quantile_map, quantile_map
+from hep_keras.models.quantile_calibration import (
+    DEFAULT_RINGS,
+    check_quantile_map,
+    fit_quantile_map,
+    quantile_map,
+    ring_of_cells,
+)
 from hep_keras.models.unet import build_unet
 
 SCHEDULES = ("cosine", "linear")
@@ -270,9 +276,11 @@ class JetDiffusion(LossModel):
         energy_fractions: diffuse each pixel's fraction of the event's total energy and scale generated events
             to their energy condition (needs ``energy_quantiles``; ``scales`` / ``log_max`` then describe
             fractions, ``thresholds`` stay in GeV).
-        calibration: ``None`` or, per energy cell channel (:attr:`energy_channels`), ``[generated quantiles, real
-            quantiles]``: the quantile map applied to generated events (:meth:`calibrate`; fitted by
-            :meth:`fit_calibration`).
+        calibration: ``None`` or, per ring of :attr:`calibration_rings` and per energy cell channel
+            (:attr:`energy_channels`), ``[generated quantiles, real quantiles]``: the quantile map applied to
+            generated events (:meth:`calibrate`; fitted by :meth:`fit_calibration`).
+        calibration_rings: increasing ring edges of the calibration, in cells from the grid centre
+            (:func:`~hep_keras.models.quantile_calibration.ring_of_cells`; ``[]``: one map for the whole grid).
         seed: seed of the training noise.
     """
 
@@ -301,6 +309,7 @@ class JetDiffusion(LossModel):
         energy_quantiles=None,
         energy_fractions: bool = False,
         calibration=None,
+        calibration_rings=DEFAULT_RINGS,
         seed: int = 0,
         **kwargs,
     ):
@@ -379,6 +388,9 @@ class JetDiffusion(LossModel):
         self._energy_of = np.array([j - j % 3 if j < slot_values else j for j in range(self.cell_channels)])
         #: cell channels that hold a normalised energy (all but the slots' positions)
         self.energy_channels = [j for j in range(self.cell_channels) if not self._is_position[j]]
+        self.calibration_rings = [float(edge) for edge in calibration_rings]
+        #: (P, P) int32: the calibration ring of every cell of the padded grid
+        self.ring_of_cell = ring_of_cells(self.grid_size, self.padded_size, self.calibration_rings)
         self.set_calibration(calibration)
         self.build((None, self.image_size, self.image_size, self.channels))
 
@@ -429,6 +441,7 @@ class JetDiffusion(LossModel):
             "energy_quantiles": self.energy_quantiles,
             "energy_fractions": self.energy_fractions,
             "calibration": self.calibration,
+            "calibration_rings": self.calibration_rings,
             "seed": self.seed,
         }
 
@@ -746,27 +759,39 @@ class JetDiffusion(LossModel):
 
     # --- calibration -----------------------------------------------------------------------------------
     def set_calibration(self, tables) -> None:
-        """Set (``None``: remove) the quantile map of generated energies, one ``[generated quantiles, real
-        quantiles]`` table per energy cell channel (:mod:`hep_keras.models.quantile_calibration`)."""
+        """Set (``None``: remove) the quantile map of generated energies: per ring (``len(calibration_rings) +
+        1``) one ``[generated quantiles, real quantiles]`` table per energy cell channel
+        (:mod:`hep_keras.models.quantile_calibration`). One table per channel without rings (models saved
+        before session 8: one map for the whole grid) is used for every ring."""
         if tables is not None:
-            tables = [[[float(v) for v in side] for side in table] for table in tables]
-            check_quantile_map(tables, len(self.energy_channels))
+            rings = len(self.calibration_rings) + 1
+            if np.ndim(tables[0][0][0]) == 0:  # [channel][side][quantile]: the whole grid's map
+                tables = [tables] * rings
+            tables = [[[[float(v) for v in side] for side in table] for table in ring] for ring in tables]
+            if len(tables) != rings:
+                raise ValueError(f"calibration needs one set of tables per ring ({rings}), got {len(tables)}")
+            for ring in tables:
+                check_quantile_map(ring, len(self.energy_channels))
+            if len({len(side) for ring in tables for table in ring for side in table}) != 1:
+                raise ValueError("all calibration tables need the same number of quantiles")
         self.calibration = tables
 
     def calibrate(self, y):
-        """Normalised, padded ``(N, P, P, K)`` → the same with every energy channel through its quantile map
-        (positions unchanged); the identity without calibration."""
+        """Normalised, padded ``(N, P, P, K)`` → the same with every energy channel through the quantile map of
+        its cell's ring (positions unchanged); the identity without calibration."""
         if self.calibration is None:
             return y
+        tables = ops.take(ops.convert_to_tensor(self.calibration, "float32"), self.ring_of_cell, axis=0)
         columns = [y[..., j] for j in range(self.cell_channels)]
-        for j, (source, target) in zip(self.energy_channels, self.calibration, strict=True):
-            columns[j] = quantile_map(columns[j], source, target)
+        for e, j in enumerate(self.energy_channels):  # tables (P, P, E, 2, K): one table per cell
+            columns[j] = quantile_map(columns[j], tables[:, :, e, 0], tables[:, :, e, 1])
         return ops.stack(columns, axis=-1)
 
     def fit_calibration(self, images, labels, steps=25, guidance=1.0, eta=0.0, seed=0, batch_size=50, progress=None):
         """Fit the quantile map on training events ``images (N, S, S, C)`` GeV with labels ``(N,)``: N events
-        generated with the same labels (and this sampler) against the training events, per energy channel over
-        every cell of the grid. Replaces any previous calibration. ``progress(done)`` after each batch."""
+        generated with the same labels (and this sampler) against the training events, per energy channel and
+        ring over the cells of the grid. Replaces any previous calibration. ``progress(done)`` after each
+        batch. A ring without cells (small grids) gets the map of the whole grid (it is never used)."""
         sample = tf.function(lambda lab, s: self.sample_normalized(lab, steps, eta, guidance, s)[0])
         labels = np.asarray(labels).reshape(-1).astype("int32")
         generated = []
@@ -776,9 +801,15 @@ class JetDiffusion(LossModel):
             if progress is not None:
                 progress(min(start + batch_size, len(labels)))
         real = [self._cells(self.normalize(images[i : i + batch_size])) for i in range(0, len(images), batch_size)]
-        real = np.concatenate([np.asarray(cells) for cells in real])
-        pick = lambda cells: cells[..., self.energy_channels].reshape(-1, len(self.energy_channels))  # noqa: E731
-        self.set_calibration(fit_quantile_map(pick(np.concatenate(generated)), pick(real)))
+        generated = np.concatenate(generated)[..., self.energy_channels]  # (N, G, G, E)
+        real = np.concatenate([np.asarray(cells) for cells in real])[..., self.energy_channels]
+        rings = self._cells(self.ring_of_cell[None, :, :, None])[0, :, :, 0]  # (G, G)
+        energy = len(self.energy_channels)
+        tables = []
+        for ring in range(len(self.calibration_rings) + 1):
+            cells = rings == ring if np.any(rings == ring) else np.ones_like(rings, bool)
+            tables.append(fit_quantile_map(generated[:, cells].reshape(-1, energy), real[:, cells].reshape(-1, energy)))
+        self.set_calibration(tables)
 
     def invert(self, images, steps: int = 50, labels=None, t_end: float = 1.0):
         """Deterministic DDIM inversion of GeV images ``(N, S, S, C)`` to the latent at ``t_end`` (normalised)."""

@@ -9,8 +9,14 @@ a generated sample and as many training events, it is exact on the training marg
 that marginal is not evidence of quality); what an event looks like, which cells hold its hits and how the
 channels and hits of one event relate to each other stay the model's.
 
+The map is fitted per **ring** of the cell grid (:func:`ring_of_cells`): a model's uncertain cells are not
+spread evenly over the jet (the periphery holds most of them), and one map pooled over the whole grid would give
+the hit rate of the average cell to the core and the periphery alike (measured: pooled, the generated jets are
+too wide; per ring, jet mass W1 3.7 → 2.1× floor and the high-level classifier AUC 0.86 → 0.70, docs/diffusion.md).
+Within a ring the training hit rate and hit spectrum are then matched by construction.
+
 Shapes: :func:`fit_quantile_map` takes values ``(M, E)`` (E channels); :func:`quantile_map` maps any tensor
-through one channel's table.
+through one table, or through one table per cell (tables ``(..., K)`` broadcast against the values).
 """
 
 from __future__ import annotations
@@ -20,6 +26,22 @@ from keras import ops
 
 #: probabilities of the stored quantiles: every percent, then log-spaced toward the top (the rare hits), 132
 DEFAULT_PROBABILITIES = np.concatenate([np.linspace(0.0, 0.99, 100), 1.0 - np.geomspace(0.01, 1e-5, 31)[1:], [1.0]])
+
+#: ring edges in cells (distance of a cell's centre from the grid centre): 7 rings, the core cell, its 8
+#: neighbours, then wider rings; with 5-pixel cells of the CMS images (0.0873 rad) up to 0.04, 0.13, 0.22, 0.35,
+#: 0.52, 0.79 rad and beyond
+DEFAULT_RINGS = (0.5, 1.5, 2.5, 4.0, 6.0, 9.0)
+
+
+def ring_of_cells(grid_size: int, padded_size: int, edges=DEFAULT_RINGS) -> np.ndarray:
+    """Ring index ``(padded_size, padded_size)`` int32 (0 … ``len(edges)``) of every cell of a ``grid_size``
+    grid centred in ``padded_size`` (padding cells fall in the outer rings): ``numpy.digitize`` of the
+    distance of the cell's centre from the grid centre, in cells."""
+    if list(edges) != sorted(edges):
+        raise ValueError(f"calibration ring edges must be increasing, got {list(edges)}")
+    offset = (padded_size - grid_size) // 2 + (grid_size - 1) / 2.0
+    axis = np.arange(padded_size) - offset
+    return np.digitize(np.hypot(axis[:, None], axis[None, :]), edges).astype("int32")
 
 
 def fit_quantile_map(generated: np.ndarray, real: np.ndarray, probabilities=DEFAULT_PROBABILITIES) -> list:
@@ -55,12 +77,15 @@ def check_quantile_map(tables, channels: int) -> None:
 
 
 def quantile_map(x, source, target):
-    """Piecewise-linear map of ``x`` (any shape) through the points ``(source[i], target[i])`` (1-D, source
-    strictly increasing), constant beyond the ends: ``numpy.interp`` in ``keras.ops`` (traceable, XLA)."""
+    """Piecewise-linear map of ``x`` (any shape) through the points ``(source[..., i], target[..., i])``
+    (source strictly increasing along the last axis), constant beyond the ends: ``numpy.interp`` in
+    ``keras.ops`` (traceable, XLA). ``source`` / ``target`` are one table ``(K,)`` or one per value, ``(..., K)``
+    broadcasting against ``x``'s trailing axes (e.g. ``(P, P, K)`` for values ``(N, P, P)``)."""
     source = ops.convert_to_tensor(source, "float32")
     target = ops.convert_to_tensor(target, "float32")
     x = ops.cast(x, "float32")
-    index = ops.sum(ops.cast(x[..., None] >= source[1:-1], "int32"), axis=-1)  # segment 0 … K-2
-    x0, x1 = ops.take(source, index), ops.take(source, index + 1)
-    y0, y1 = ops.take(target, index), ops.take(target, index + 1)
+    index = ops.sum(ops.cast(x[..., None] >= source[..., 1:-1], "int32"), axis=-1)  # segment 0 … K-2
+    segment = ops.one_hot(index, ops.shape(source)[-1] - 1)  # (..., K-1)
+    x0, x1 = ops.sum(source[..., :-1] * segment, -1), ops.sum(source[..., 1:] * segment, -1)
+    y0, y1 = ops.sum(target[..., :-1] * segment, -1), ops.sum(target[..., 1:] * segment, -1)
     return y0 + ops.clip((x - x0) / (x1 - x0), 0.0, 1.0) * (y1 - y0)

@@ -457,7 +457,8 @@ def evaluate(model, config: dict[str, Any], data: DiffusionData, run_dir: Path) 
             "generated energies: "
             + (
                 f"quantile-calibrated on {data.calibration['events']} generated vs training events (each energy "
-                "channel's distribution over all cells matches the training events by construction)"
+                f"channel's distribution over the cells of each of {len(model.calibration)} rings matches the "
+                "training events by construction)"
                 if model.calibration is not None and data.calibration is not None
                 else "not calibrated"
             ),
