@@ -108,7 +108,7 @@ print(json.dumps({"a": a, "b": b, "auto": auto, "refused": refused}))
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["a"] != result["b"]
     assert result["auto"] is False
-    assert "logical CPU replicas" in result["refused"] and "\n" not in result["refused"]
+    assert "2 CPU replicas" in result["refused"] and "\n" not in result["refused"]
 
 
 @pytest.mark.integration

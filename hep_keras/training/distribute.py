@@ -144,23 +144,25 @@ def resolve_jit_compile(value, auto="auto"):
     """``jit_compile`` for ``model.compile`` under the current strategy: ``auto`` becomes ``auto`` (the model's
     preference: ``True``, ``False`` or Keras's ``"auto"``).
 
-    XLA cannot compile a step whose replicas live on several logical devices of one CPU (TensorFlow: "Trying
-    to access resource .../replica_1 located in device CPU:1 from device CPU:0", also for a plain
-    ``keras.Sequential``): there ``auto`` means no XLA and an explicit ``true`` is a :class:`ConfigError`.
-    GPUs, TPUs and one CPU replica per worker compile normally.
+    XLA cannot compile a step whose replicas are CPUs: on several logical devices of one CPU (TensorFlow:
+    "Trying to access resource .../replica_1 located in device CPU:1 from device CPU:0", also for a plain
+    ``keras.Sequential``), nor across CPU workers ("Collectives are not yet implemented for CPU devices when
+    compiling with XLA"). There ``auto`` means no XLA and an explicit ``true`` is a :class:`ConfigError`.
+    GPUs, TPUs and a single CPU replica compile normally.
     """
     import tensorflow as tf
 
+    strategy = tf.distribute.get_strategy()
     try:
-        devices = list(tf.distribute.get_strategy().extended.worker_devices)
+        devices = list(strategy.extended.worker_devices)
     except RuntimeError:  # the default strategy has no device list: one replica
         devices = []
-    cpu_replicas = len(devices) > 1 and all("CPU" in d.upper() for d in devices)
-    if cpu_replicas:
+    replicas = strategy.num_replicas_in_sync
+    if replicas > 1 and all("CPU" in d.upper() for d in devices):
         if value is True:
             raise ConfigError(
-                f"jit_compile=true: XLA cannot compile a step over {len(devices)} logical CPU replicas; "
-                "use jit_compile=auto or false (XLA works on GPUs, TPUs and one CPU replica per worker)"
+                f"jit_compile=true: XLA cannot compile a step over {replicas} CPU replicas; "
+                "use jit_compile=auto or false (XLA works on GPUs, TPUs and a single CPU replica)"
             )
         return False
     return auto if value == "auto" else value
