@@ -9,10 +9,11 @@ a generated sample and as many training events, it is exact on the training marg
 that marginal is not evidence of quality); what an event looks like, which cells hold its hits and how the
 channels and hits of one event relate to each other stay the model's.
 
-The map is fitted per **ring** of the cell grid (:func:`ring_of_cells`): a model's uncertain cells are not
-spread evenly over the jet (the periphery holds most of them), and one map pooled over the whole grid would give
-the hit rate of the average cell to the core and the periphery alike (measured: pooled, the generated jets are
-too wide; per ring, jet mass W1 3.7 → 2.1× floor and the high-level classifier AUC 0.86 → 0.70, docs/diffusion.md).
+The map is fitted per **ring** of the cell grid (:func:`ring_of_cells`): a model's hit rate can be wrong in a
+way that depends on the distance from the jet axis (measured: too many hits just around the core, too few
+further out), and one map pooled over the whole grid can only move the overall rate (measured: pooled, the
+generated jets are too wide; per ring, jet mass W1 3.7 → 2.1× floor and the high-level classifier AUC
+0.86 → 0.70, docs/diffusion.md).
 Within a ring the training hit rate and hit spectrum are then matched by construction.
 
 Shapes: :func:`fit_quantile_map` takes values ``(M, E)`` (E channels); :func:`quantile_map` maps any tensor
