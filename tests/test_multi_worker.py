@@ -44,7 +44,17 @@ def helper_command(out: Path, args, trace: Path, name: str, root: Path, noise: b
 
 
 def run_cluster(args, root: Path, noise: bool) -> tuple[list[subprocess.CompletedProcess], list[int]]:
-    """Two workers of one cluster; returns their results and pids."""
+    """Two workers of one cluster running the training helper; returns their results and pids."""
+
+    def command(i: int) -> list[str]:
+        args_i = [*args, "--strategy", "multi_worker"]
+        return helper_command(root / f"w{i}.npz", args_i, root / "trace.txt", "mw", root, noise)
+
+    return start_workers(command, root)
+
+
+def start_workers(command, root: Path) -> tuple[list[subprocess.CompletedProcess], list[int]]:
+    """Worker ``i`` of a two-worker cluster runs ``command(i)``; returns their results and pids."""
     ports = free_local_ports(2)
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
     procs = []
@@ -52,10 +62,7 @@ def run_cluster(args, root: Path, noise: bool) -> tuple[list[subprocess.Complete
         tmp = root / f"tmp{i}"
         tmp.mkdir()
         env = environment(tmp, {"cluster": cluster, "task": {"type": "worker", "index": i}})
-        cmd = helper_command(
-            root / f"w{i}.npz", [*args, "--strategy", "multi_worker"], root / "trace.txt", "mw", root, noise
-        )
-        procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        procs.append(subprocess.Popen(command(i), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     results = []
     for proc in procs:
         out, err = proc.communicate(timeout=600)
@@ -108,6 +115,41 @@ def test_two_workers_match_one(model, files, tmp_path):
         assert sharded[pids[0]] == {0, 2} and sharded[pids[1]] == {1, 3}
 
 
+# per-replica batch 16 (vae) and 8 (diffusion): the workers' shards of the 200-event file's training split
+# (blocks 0 and 2 vs 1 and 3) end after different numbers of steps in a pass
+DIFFUSION_SETS = {"crop": 8, "widths": "[8,16]", "embed_dim": 8, "attention": "false", "sample_steps": 2}
+DIFFUSION_SETS |= {"recon_steps": 2, "recon_events": 4, "two_sample_epochs": 1, "eval_events": 16}
+DIFFUSION = [f"--set={key}={value}" for key, value in {**DIFFUSION_SETS, "calibration_events": 16}.items()]
+UNEVEN = {"vae": ([*VAE, "--batch-size", "32"], 32), "diffusion": ([*DIFFUSION, "--batch-size", "16"], 16)}
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("model", sorted(UNEVEN))
+def test_two_workers_with_uneven_shards_take_the_same_steps(model, files, tmp_path):
+    """One pass per epoch (no steps_per_epoch) over shards of different sizes: every worker repeats its shard
+    and takes ceil(events / batch) steps an epoch. Without that the worker whose shard ended first left the
+    other in a collective ("Collective instance ... expected data_type 9 but got 1") and both crashed."""
+    from hep_keras.data import split_indices
+
+    tiny, batch = UNEVEN[model]
+    train = split_indices(200, "train", (0.8, 0.1, 0.1), 0)
+    per_worker = [(train // 64 % 2 == i).sum() for i in range(2)]  # block b -> worker b % 2
+    assert np.ceil(per_worker[0] / (batch // 2)) != np.ceil(per_worker[1] / (batch // 2))  # uneven, or no test
+
+    def command(i: int) -> list[str]:
+        args = [model, "--data", files["images"], "--epochs", "2", *tiny, "--strategy", "multi_worker"]
+        outputs = ["--run-dir", tmp_path / "run", "--export-dir", tmp_path / "export", "--verbose", "0"]
+        return [sys.executable, "-m", "hep_keras.fit", *map(str, args), *map(str, outputs)]
+
+    results, _ = start_workers(command, tmp_path)
+    for result in results:
+        assert result.returncode == 0, result.stderr[-3000:]
+    steps = -(-len(train) // batch)
+    assert f"every epoch is {steps} training and " in results[0].stderr
+    history = (tmp_path / "run" / "history.csv").read_text().splitlines()
+    assert len(history) == 3 and (tmp_path / "export" / "saved_model").is_dir()
+
+
 @pytest.mark.parametrize(
     "strategy, tf_config, message",
     [
@@ -129,3 +171,17 @@ def test_bad_cluster_is_one_error_line_and_no_run_dir(strategy, tf_config, messa
     assert len(errors) == 1 and message in errors[0], proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
     assert not run_dir.exists()
+
+
+def test_split_events_fix_the_steps_of_an_epoch():
+    from hep_keras.training.distribute import fit_steps
+    from hep_keras.training.recipes.base import image_split_events
+
+    config = {"max_events": None, "fractions": [0.8, 0.1, 0.1], "seed": 0, "steps_per_epoch": None, "batch_size": 32}
+    assert image_split_events(config, 200) == {"train": 160, "val": 20}
+    assert image_split_events({**config, "max_events": 100}, 200) == {"train": 80, "val": 10}
+    tfds_splits = {"train": 50, "val": 7, "test": 7, "all": 64}  # max_events keeps the first N of each split
+    assert image_split_events({**config, "max_events": 30}, 64, tfds_splits) == {"train": 30, "val": 7}
+    # one worker: Keras' own one pass (None) or the configured steps
+    assert fit_steps(None, config, {"train": 160, "val": 20}) == {"steps_per_epoch": None, "validation_steps": None}
+    assert fit_steps(None, {**config, "steps_per_epoch": 3}, {})["steps_per_epoch"] == 3

@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import socket
 from collections.abc import Callable
@@ -173,10 +174,12 @@ def distributed_input(build: Callable[[int, int, int], Any], global_batch: int, 
     """A training/validation input for the current strategy (call inside ``strategy.scope()``).
 
     ``build(batch_size, num_shards, shard_index)`` returns a ``tf.data.Dataset`` of ``batch_size`` batches
-    holding only shard ``shard_index`` of ``num_shards``. One worker: ``build(global_batch, 1, 0)``. Several
-    workers: one pipeline per worker with the per-replica batch (the global batch must divide by the number
-    of replicas); a worker whose shard runs out first gets empty batches until every worker is done.
-    ``repeat``: repeat each pipeline forever (training with ``steps_per_epoch``).
+    holding only shard ``shard_index`` of ``num_shards``. One worker: ``build(global_batch, 1, 0)``; ``repeat``
+    repeats it forever (training with ``steps_per_epoch``). Several workers: one pipeline per worker with the
+    per-replica batch (the global batch must divide by the number of replicas), always repeated: the shards
+    differ in size, and a worker whose shard ended first would leave the others' collectives waiting for a
+    step it never takes (TensorFlow aborts: "Collective instance ... expected data_type 9 but got 1"). Every
+    worker instead takes the same number of steps, :func:`fit_steps`.
     """
     import tensorflow as tf
 
@@ -191,9 +194,27 @@ def distributed_input(build: Callable[[int, int, int], Any], global_batch: int, 
     def per_worker(context: tf.distribute.InputContext):
         batch = context.get_per_replica_batch_size(global_batch)
         dataset = build(batch, context.num_input_pipelines, context.input_pipeline_id)
-        return dataset.repeat() if repeat else dataset
+        return dataset.repeat()
 
     return strategy.distribute_datasets_from_function(per_worker)
+
+
+def fit_steps(strategy, config: dict[str, Any], split_events: dict[str, int]) -> dict[str, int | None]:
+    """``steps_per_epoch`` and ``validation_steps`` for Keras ``fit`` under ``strategy`` (``None``: one device).
+
+    One worker: ``config["steps_per_epoch"]`` (``None``: one pass over the training split) and one pass over
+    the validation split. Several workers (their pipelines repeat, see :func:`distributed_input`): an epoch is
+    ``ceil(events / batch_size)`` global steps of each split, one pass on average (a smaller shard wraps
+    around within the epoch), unless ``steps_per_epoch`` is set.
+    """
+    steps = config["steps_per_epoch"]
+    if strategy is None or not is_multi_worker(strategy):
+        return {"steps_per_epoch": steps, "validation_steps": None}
+    batch = config["batch_size"]
+    return {
+        "steps_per_epoch": steps or max(math.ceil(split_events["train"] / batch), 1),
+        "validation_steps": max(math.ceil(split_events["val"] / batch), 1),
+    }
 
 
 def free_local_ports(n: int) -> list[int]:

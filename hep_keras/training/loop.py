@@ -65,6 +65,7 @@ def _fit(recipe, strategy, name, config, run_dir: Path, export_dir, overwrite, v
     from hep_keras.evaluation.plots import plot_history
     from hep_keras.evaluation.report import write_metrics
     from hep_keras.export import write_atomically
+    from hep_keras.training.distribute import fit_steps
     from hep_keras.training.runs import mark_done, prepare_run_dir, set_precision, standard_callbacks
 
     set_precision(config["mixed_precision"])
@@ -75,14 +76,21 @@ def _fit(recipe, strategy, name, config, run_dir: Path, export_dir, overwrite, v
     # the inputs are valid: only now create (or resume) the run directory
     if prepare_run_dir(run_dir, config, overwrite) and chief:
         print(f"resuming the unfinished run in {run_dir}", file=sys.stderr)
-    train = data.train  # repeated by the recipe when steps_per_epoch is set
     callbacks = standard_callbacks(run_dir, recipe.MONITOR, config["patience"])
     callbacks += recipe.callbacks(config, run_dir)
+    steps = fit_steps(strategy, config, data.split_events)
+    if steps["validation_steps"] and chief:  # several workers: fixed steps, the shards repeat
+        print(
+            f"note: {strategy.num_replicas_in_sync} replicas on several workers: every epoch is "
+            f"{steps['steps_per_epoch']} training and {steps['validation_steps']} validation steps of "
+            f"{config['batch_size']} events (each worker's shard repeats)",
+            file=sys.stderr,
+        )
     model.fit(
-        train,
+        data.train,  # repeated by the recipe when steps_per_epoch is set, always under multi_worker
         validation_data=data.val,
         epochs=config["epochs"],
-        steps_per_epoch=config["steps_per_epoch"],
+        **steps,
         callbacks=callbacks,
         shuffle=False,  # the pipeline shuffles (blocks per epoch + event buffer)
         verbose=verbose,

@@ -30,11 +30,14 @@ class DataBundle:
         val: ``tf.data.Dataset`` of validation batches.
         info: JSON-able description of the input (path, fingerprint, n_events, shapes, ...); goes into
             ``metadata.json`` of the export and ``report.md``.
+        split_events: events in the ``"train"`` and ``"val"`` splits; fixes the steps of an epoch when several
+            workers train (see :func:`hep_keras.training.distribute.fit_steps`).
     """
 
     train: Any
     val: Any
     info: dict[str, Any]
+    split_events: dict[str, int] = dataclasses.field(default_factory=dict, kw_only=True)
 
 
 @runtime_checkable
@@ -98,6 +101,20 @@ def image_file_info(info) -> dict[str, Any]:
             "y": "(N,) 0 quark / 1 gluon",
         },
     }
+
+
+def image_split_events(config: dict[str, Any], n_events: int, tfds_splits: dict[str, int] | None = None) -> dict:
+    """Events in the train and val splits of an image input after ``max_events``: an HDF5 file of ``n_events``
+    events split by :func:`~hep_keras.data.split_indices`, or a TFDS dataset's ``tfds_splits`` (its
+    ``max_events`` keeps the first N events of each split)."""
+    from hep_keras.data import split_indices
+
+    cap = config["max_events"]
+    if tfds_splits is not None:
+        return {split: min(tfds_splits[split], cap or tfds_splits[split]) for split in ("train", "val")}
+    n_events = min(n_events, cap or n_events)
+    fractions = tuple(config["fractions"])
+    return {split: len(split_indices(n_events, split, fractions, config["seed"])) for split in ("train", "val")}
 
 
 def cosine_learning_rate(config: dict[str, Any], n_events: int):

@@ -156,6 +156,7 @@ def load_data(config: dict[str, Any]) -> JetData:
         train_idx=train_idx,
         test_idx=test_idx,
         event=table.event,
+        split_events={"train": len(train_idx), "val": len(val_idx)},
     )
 
 

@@ -28,7 +28,13 @@ from hep_keras.errors import ConfigError
 from hep_keras.physics import CHANNELS
 from hep_keras.progress import stage_bar
 from hep_keras.training.config import check_choice, check_positive, check_widths
-from hep_keras.training.recipes.base import DataBundle, cosine_learning_rate, data_path, no_callbacks
+from hep_keras.training.recipes.base import (
+    DataBundle,
+    cosine_learning_rate,
+    data_path,
+    image_split_events,
+    no_callbacks,
+)
 
 NAME = "diffusion"
 MONITOR = "val_loss"
@@ -207,6 +213,7 @@ def load_data(config: dict[str, Any]) -> DiffusionData:
         transform=transform,
         energy_quantiles=quantiles,
         hcal_towers=hcal_towers,
+        split_events=image_split_events(config, n_file, described["split_events"] if tfds_source else None),
     )
 
 

@@ -16,6 +16,7 @@ from hep_keras.training.recipes.base import (
     cosine_learning_rate,
     data_path,
     image_file_info,
+    image_split_events,
     no_callbacks,
 )
 
@@ -118,7 +119,10 @@ def load_data(config: dict[str, Any]) -> ImageData:
         repeat = split == "train" and bool(config["steps_per_epoch"])
         return distributed_input(build, config["batch_size"], repeat=repeat)
 
-    return ImageData(pipeline("train"), pipeline("val"), info, path=spec, normalization=normalization)
+    events = image_split_events(config, info["n_events"], info.get("split_events") if is_tfds(spec) else None)
+    return ImageData(
+        pipeline("train"), pipeline("val"), info, path=spec, normalization=normalization, split_events=events
+    )
 
 
 def learning_rate_schedule(config: dict[str, Any], data: ImageData):
