@@ -8,7 +8,9 @@ with B's quark/gluon label and prints (:mod:`hep_keras.evaluation.generation_qua
 * high-level classifier AUC real vs generated (HistGradientBoosting, 5-fold) and its real-vs-real floor,
 * small-CNN AUC on the full images and its floor,
 * W1 of jet mass, pT, per-channel energy and occupancy, in units of the floor W1(B, A),
-* quark/gluon: a q/g classifier trained on A, AUC on generated vs on real B,
+* quark/gluon: a q/g classifier trained on A, AUC on generated vs on real B, and their difference with its
+  error; the generated side scores ``--qg-samples`` generated events per event of B (B's labels repeated) so
+  that its error is small beside the real side's (which only a bigger test split shrinks),
 
 all with bootstrap errors; then network evaluations per event and generated events/s at the export's steps
 beside a 1000-step ancestral DDPM of the same network (timed on ``--ddpm-events`` events). ``--no-calibration``
@@ -94,9 +96,15 @@ def run(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, Any],
     sample_in_batches(sample, ddpm_labels, args.ddpm_steps, args.seed, eta=1.0)
     ddpm_per_second = len(ddpm_labels) / (time.perf_counter() - start)
 
+    qg = None
+    if args.qg_samples > 1:  # more generated events for the quark/gluon row only (new seed: new events)
+        more_labels = np.tile(labels[b_idx], args.qg_samples - 1)
+        more = sample_in_batches(sample, more_labels, steps, args.seed + 1, guidance, batch_size=32)
+        qg = (np.concatenate([generated, more]), np.concatenate([labels[b_idx], more_labels]))
     rows = quality_table(
-        real[a_idx], real[b_idx], generated, labels[a_idx], labels[b_idx], cnn_epochs=args.cnn_epochs, seed=args.seed
-    )
+        real[a_idx], real[b_idx], generated, labels[a_idx], labels[b_idx], cnn_epochs=args.cnn_epochs, seed=args.seed,
+        qg_generated=qg,
+    )  # fmt: skip
     speed = {
         "network_evaluations_per_event": steps * (1 if guidance == 1 else 2),
         "guidance": guidance,
@@ -107,6 +115,7 @@ def run(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, Any],
     }
     shape = "x".join(map(str, real.shape[1:]))
     desc = f"{what}: {len(real)} held-out test events ({shape}), A = {len(a_idx)}, B = generated = {len(b_idx)}"
+    desc += f"; the q/g row scores {args.qg_samples * len(b_idx)} generated events ({args.qg_samples} per event of B)"
     return rows, speed, desc
 
 
@@ -120,11 +129,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ddpm-events", type=int, default=8, help="events timed with the DDPM sampler")
     parser.add_argument("--cnn-epochs", type=int, default=8)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--qg-samples", type=int, default=4, help="generated events per event of B for the q/g row")
     parser.add_argument("--no-calibration", action="store_true", help="sample without the quantile calibration")
     parser.add_argument("--tiny", action="store_true", help="smoke mode: tiny untrained model on the sample")
     args = parser.parse_args(argv)
     if args.tiny:
         args.events, args.ddpm_steps, args.ddpm_events, args.cnn_epochs = min(args.events, 40), 20, 2, 1
+    if args.qg_samples < 1:
+        parser.error(f"--qg-samples must be >= 1, got {args.qg_samples}")
 
     from hep_keras.evaluation.generation_quality import format_table
 

@@ -231,8 +231,9 @@ def test_fit_cli_writes_run_and_export(cli_run):
     generation, quality = metrics["generation"], metrics["quality"]
     # one generated event per event of the floor half B; the 40-event file has 8 held-out (val + test) events
     assert generation["n_generated"] == generation["n_real_b"] == 4 and generation["n_real_a"] == 4
-    for name in ("hl_auc", "cnn_auc", "w1_mass", "w1_occupancy_hcal", "qg_auc"):
+    for name in ("hl_auc", "cnn_auc", "w1_mass", "w1_occupancy_hcal"):
         assert set(quality[name]) == {"value", "error", "floor", "floor_error", "ratio", "unit"}
+    assert set(quality["qg_auc"]) == {"value", "error", "floor", "floor_error", "ratio", "ratio_error", "unit"}
     assert quality["w1_mass"]["floor"] > 0 and quality["w1_mass"]["ratio"] == pytest.approx(
         quality["w1_mass"]["value"] / quality["w1_mass"]["floor"]
     )

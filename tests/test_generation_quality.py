@@ -39,11 +39,31 @@ def test_a_second_real_sample_sits_exactly_on_the_floor():
     rows = quality_table(real_a, real_b, real_b.copy(), labels, labels, cnn_epochs=1, n_boot=20)
     assert [r["measure"] for r in rows] == ["hl_auc", "cnn_auc", *(f"w1_{k}" for k in W1_OBSERVABLES), "qg_auc"]
     for row in rows:
-        assert set(row) == COLUMNS
+        assert set(row) == COLUMNS | ({"ratio_error"} if row["measure"] == "qg_auc" else set())
         assert row["value"] == pytest.approx(row["floor"]), row["measure"]
         if row["measure"].startswith("w1_"):
             assert row["ratio"] == pytest.approx(1.0) and row["floor"] > 0
     assert rows[-1]["ratio"] == pytest.approx(0.0)  # quark/gluon AUC: generated - real
+
+
+def test_quark_gluon_row_scores_the_extra_generated_events():
+    """q/g row on ``qg_generated``: B repeated 4 times scores B's own AUC (difference 0) with a bootstrap error
+    about half of B's (4x the events), and the difference's error is both errors in quadrature."""
+    rng = np.random.default_rng(0)
+    labels = np.arange(60) % 2
+    real_a, real_b = jets(60, seed=1), jets(60, seed=2)
+    real_a[labels == 1] *= 1.5  # gluons carry more energy: something to classify
+    real_b[labels == 1] *= 1.5
+    noise = rng.permutation(60)[:10]  # some B gluons look like quarks: AUC below 1
+    real_b[noise] /= (1.5 ** labels[noise])[:, None, None, None]
+    qg = (np.tile(real_b, (4, 1, 1, 1)), np.tile(labels, 4))
+    rows = quality_table(real_a, real_b, real_b.copy(), labels, labels, cnn_epochs=1, n_boot=100, qg_generated=qg)
+    row = rows[-1]
+    assert row["measure"] == "qg_auc" and 0.6 < row["floor"] < 1.0
+    assert row["value"] == pytest.approx(row["floor"]) and row["ratio"] == pytest.approx(0.0)
+    assert 0.3 < row["error"] / row["floor_error"] < 0.75
+    assert row["ratio_error"] == pytest.approx(np.hypot(row["error"], row["floor_error"]))
+    assert f"{row['ratio']:+.3f} ± {row['ratio_error']:.3f}" in format_table(rows)
 
 
 def test_different_energy_scale_is_detected():

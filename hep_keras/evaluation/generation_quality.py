@@ -13,7 +13,9 @@ same size gives:
 * ``w1_<observable>``: Wasserstein-1 (``scipy.stats.wasserstein_distance``) to A, in units of the floor
   W1(B, A); the floor's own value is 1 by definition and its error is shown in the floor column.
 * ``qg_auc``: a quark/gluon classifier trained on A is applied to B (real) and to the generated events; the
-  generated AUC should be within 0.05 of the real one.
+  generated AUC should be within 0.05 of the real one. Its ``ratio`` is the difference generated − real and
+  ``ratio_error`` that difference's error (both errors in quadrature: the samples are independent). More
+  generated events for this row alone (``qg_generated``) shrink the generated side of it.
 
 Errors are the standard deviation over ``n_boot`` bootstrap resamples of the scored events (AUC) or of both
 samples (W1). Every stage can report progress through a ``progress(stage, done, total)`` callback.
@@ -145,12 +147,14 @@ def quality_table(
     n_boot: int = 200,
     seed: int = 0,
     progress: Callable[[str, int, int], None] | None = None,
+    qg_generated: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> list[dict[str, Any]]:
     """Rows ``{"measure", "value", "error", "floor", "floor_error", "ratio", "unit"}`` (see the module docstring).
 
     ``generated`` must carry the labels ``labels_b`` (0 quark, 1 gluon) and have as many events as ``real_b``.
     ``ratio`` is value / floor for W1 rows (1 = as close as a second real sample), and generated − real for
-    the quark/gluon row.
+    the quark/gluon row (with ``ratio_error``). ``qg_generated``: ``(images, labels)`` of generated events
+    scored by the quark/gluon row instead of ``generated`` (any number, e.g. several per event of B).
     """
     if len(generated) != len(real_b):
         raise ValueError(f"need as many generated events as real B events, got {len(generated)} and {len(real_b)}")
@@ -177,7 +181,11 @@ def quality_table(
         rows.append(_row(f"w1_{key}", value, floor, unit, ratio=value[0] / floor[0] if floor[0] > 0 else np.nan))
         report("classifiers", 3 + i, total)
 
-    rows.append(_quark_gluon_row(feats, labels_a, labels_b, n_boot, seed))
+    if qg_generated is not None:
+        feats["g"], labels_g = quality_features(qg_generated[0]), qg_generated[1]
+    else:
+        labels_g = labels_b
+    rows.append(_quark_gluon_row(feats, labels_a, labels_b, labels_g, n_boot, seed))
     report("classifiers", total, total)
     return rows
 
@@ -194,17 +202,17 @@ def _row(measure: str, value: tuple[float, float], floor: tuple[float, float], u
     }
 
 
-def _quark_gluon_row(feats, labels_a, labels_b, n_boot: int, seed: int) -> dict[str, Any]:
-    labels_a, labels_b = np.asarray(labels_a).astype(int), np.asarray(labels_b).astype(int)
-    if min(np.bincount(labels_a, minlength=2).min(), np.bincount(labels_b, minlength=2).min()) < 2:
+def _quark_gluon_row(feats, labels_a, labels_b, labels_g, n_boot: int, seed: int) -> dict[str, Any]:
+    labels_a, labels_b, labels_g = (np.asarray(y).astype(int) for y in (labels_a, labels_b, labels_g))
+    if min(np.bincount(y, minlength=2).min() for y in (labels_a, labels_b, labels_g)) < 2:
         nan = (float("nan"), float("nan"))
-        return _row("qg_auc", nan, nan, "AUC", ratio=float("nan"))
+        return {**_row("qg_auc", nan, nan, "AUC", ratio=float("nan")), "ratio_error": float("nan")}
     clf = _boosted(len(labels_a), seed)
     clf.fit(feats["a"], labels_a)
     real = bootstrap_auc(labels_b, clf.predict_proba(feats["b"])[:, 1], n_boot, seed)
-    gen = bootstrap_auc(labels_b, clf.predict_proba(feats["g"])[:, 1], n_boot, seed)
+    gen = bootstrap_auc(labels_g, clf.predict_proba(feats["g"])[:, 1], n_boot, seed)
     # here the "floor" column holds the real events' AUC and ratio the difference generated - real
-    return _row("qg_auc", gen, real, "AUC", ratio=gen[0] - real[0])
+    return {**_row("qg_auc", gen, real, "AUC", ratio=gen[0] - real[0]), "ratio_error": float(np.hypot(gen[1], real[1]))}
 
 
 #: what each row means and its target at the default budget, for the printed table
@@ -224,6 +232,8 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     ]
     for r in rows:
         ratio = "" if r["ratio"] is None else f"{r['ratio']:.2f}"
+        if "ratio_error" in r:
+            ratio = f"{r['ratio']:+.3f} ± {r['ratio_error']:.3f}"
         floor_name = "real q/g AUC " if r["measure"] == "qg_auc" else ""
         lines.append(
             f"| {r['measure']} [{r['unit']}] | {r['value']:.3f} ± {r['error']:.3f} | "
