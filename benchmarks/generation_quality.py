@@ -12,7 +12,8 @@ with B's quark/gluon label and prints (:mod:`hep_keras.evaluation.generation_qua
   error; the generated side scores ``--qg-samples`` generated events per event of B (B's labels repeated) so
   that its error is small beside the real side's (which only a bigger test split shrinks),
 
-all with bootstrap errors; then network evaluations per event and generated events/s at the export's steps
+all with bootstrap errors; the high-level features that separate generated from real events most (each alone,
+beside its real-vs-real value); then network evaluations per event and generated events/s at the export's steps
 beside a 1000-step ancestral DDPM of the same network (timed on ``--ddpm-events`` events). ``--no-calibration``
 samples the same weights without the quantile calibration of generated energies (the calibration's baseline).
 
@@ -60,10 +61,10 @@ def tiny_setup(events: int):
     return make_sample_labels_fn(model), real, labels
 
 
-def run(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, Any], str]:
-    """Compute the table; returns ``(quality rows, speed numbers, description)``."""
+def run(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, Any], list[dict[str, Any]], str]:
+    """Compute the tables; returns ``(quality rows, speed numbers, feature separation rows, description)``."""
     from hep_keras.evaluation.generation import split_halves
-    from hep_keras.evaluation.generation_quality import quality_table
+    from hep_keras.evaluation.generation_quality import feature_separation, quality_table
     from hep_keras.models.diffusion import sample_in_batches
 
     if args.tiny:
@@ -113,10 +114,11 @@ def run(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, Any],
         "ddpm_events_per_second": ddpm_per_second,
         "speedup_vs_ddpm": per_second / ddpm_per_second,
     }
+    separation = feature_separation(real[a_idx], real[b_idx], generated)
     shape = "x".join(map(str, real.shape[1:]))
     desc = f"{what}: {len(real)} held-out test events ({shape}), A = {len(a_idx)}, B = generated = {len(b_idx)}"
     desc += f"; the q/g row scores {args.qg_samples * len(b_idx)} generated events ({args.qg_samples} per event of B)"
-    return rows, speed, desc
+    return rows, speed, separation, desc
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -129,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ddpm-events", type=int, default=8, help="events timed with the DDPM sampler")
     parser.add_argument("--cnn-epochs", type=int, default=8)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--features", type=int, default=6, help="most separating high-level features to print")
     parser.add_argument("--qg-samples", type=int, default=4, help="generated events per event of B for the q/g row")
     parser.add_argument("--no-calibration", action="store_true", help="sample without the quantile calibration")
     parser.add_argument("--tiny", action="store_true", help="smoke mode: tiny untrained model on the sample")
@@ -140,9 +143,14 @@ def main(argv: list[str] | None = None) -> int:
 
     from hep_keras.evaluation.generation_quality import format_table
 
-    rows, speed, desc = run(args)
+    rows, speed, separation, desc = run(args)
     print(f"# {desc}")
     print(format_table(rows))
+    print()
+    print("| high-level feature (alone) | AUC generated vs real A | real B vs A |\n|---|---:|---:|")
+    for row in separation[: args.features]:
+        print(f"| {row['feature']} | {row['auc']:.3f} | {row['floor']:.3f} |")
+    print("(AUC > 0.5: larger in generated events; the features of the hl_auc classifier)")
     print()
     print("| speed | value |\n|---|---:|")
     evaluations, guidance = speed["network_evaluations_per_event"], speed["guidance"]

@@ -11,7 +11,9 @@ import pytest
 from hep_keras.evaluation.generation_quality import (
     W1_OBSERVABLES,
     bootstrap_w1,
+    feature_separation,
     format_table,
+    quality_feature_names,
     quality_features,
     quality_table,
 )
@@ -78,10 +80,24 @@ def test_different_energy_scale_is_detected():
         quality_table(real_a, real_b, hot[:10], labels, labels)
 
 
+def test_feature_separation_names_the_feature_that_differs():
+    """Generated events with 4x the Tracks energy: the Tracks features separate most (AUC near 1, larger in
+    generated), their real-vs-real values stay near 0.5; generated = B gives each feature its floor."""
+    real_a, real_b = jets(60, seed=1), jets(60, seed=2)
+    hot = real_b.copy()
+    hot[..., 0] *= 4.0
+    rows = feature_separation(real_a, real_b, hot)
+    assert len(rows) == len(quality_feature_names())
+    assert all(row["feature"].endswith("tracks") for row in rows[:4])  # hits, energy, hottest pixel of Tracks
+    assert rows[0]["auc"] > 0.95 and abs(rows[0]["floor"] - 0.5) < 0.15
+    for row in feature_separation(real_a, real_b, real_b.copy()):
+        assert row["auc"] == pytest.approx(row["floor"])
+
+
 def test_quality_features_shape_and_hottest_pixel():
     images = jets(3)
     feats = quality_features(images)
-    assert feats.shape == (3, 3 + 9 + 8 + 2 + 3)
+    assert feats.shape == (3, len(quality_feature_names())) == (3, 3 + 9 + 8 + 2 + 3)
     np.testing.assert_allclose(feats[:, -3:], np.log1p(images.max(axis=(1, 2))), rtol=1e-6)
 
 
@@ -93,6 +109,7 @@ def test_benchmark_tiny_mode_prints_the_table_with_floors(capsys):
     assert module.main(["--tiny", "--events", "24"]) == 0
     out = capsys.readouterr().out
     assert "| measure | generated | real-vs-real floor |" in out and "speed-up vs DDPM" in out
+    assert out.count("| log ") + out.count("| radial profile ") == 6  # the 6 most separating features
     lines = {line.split(" |")[0].strip("| "): line for line in out.splitlines() if line.startswith("| w1_mass")}
     floor = float(lines["w1_mass [GeV]"].split("|")[3].split("±")[0])
     assert floor > 0  # the real-vs-real floor was computed

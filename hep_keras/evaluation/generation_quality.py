@@ -52,6 +52,34 @@ def quality_features(images: np.ndarray) -> np.ndarray:
     return np.stack(columns, axis=1).astype(np.float32)
 
 
+def quality_feature_names() -> list[str]:
+    """Names of the columns of :func:`quality_features` (log = log1p of GeV or of a count)."""
+    names = [f"log energy {c}" for c in CHANNEL_KEYS]
+    for threshold in OCCUPANCY_THRESHOLDS:
+        names += [f"log hits > {threshold:g} GeV {c}" for c in CHANNEL_KEYS]
+    width = RADIAL_MAX / RADIAL_BINS
+    names += [f"radial profile {i * width:.1f}-{(i + 1) * width:.1f} rad" for i in range(RADIAL_BINS)]
+    return [*names, "log mass", "log pT", *(f"log hottest pixel {c}" for c in CHANNEL_KEYS)]
+
+
+def feature_separation(real_a: np.ndarray, real_b: np.ndarray, generated: np.ndarray) -> list[dict[str, Any]]:
+    """Which high-level features tell generated events from real ones: one row per :func:`quality_features`
+    column, ``{"feature", "auc", "floor"}``, most separating first.
+
+    ``auc``: that feature alone as the score of generated vs real A (> 0.5: larger in generated events);
+    ``floor``: the same for real B vs A. Sorted by ``|auc - 0.5|``.
+    """
+    feats = {name: quality_features(x) for name, x in (("a", real_a), ("b", real_b), ("g", generated))}
+    rows = []
+    for j, name in enumerate(quality_feature_names()):
+        auc = {}
+        for other in ("g", "b"):
+            labels = np.r_[np.zeros(len(feats["a"])), np.ones(len(feats[other]))]
+            auc[other] = _auc(labels, np.r_[feats["a"][:, j], feats[other][:, j]])
+        rows.append({"feature": name, "auc": auc["g"], "floor": auc["b"]})
+    return sorted(rows, key=lambda r: -abs(r["auc"] - 0.5))
+
+
 def _auc(labels: np.ndarray, scores: np.ndarray) -> float:
     from sklearn.metrics import roc_auc_score
 
