@@ -16,11 +16,15 @@ all with bootstrap errors; the high-level features that separate generated from 
 beside its real-vs-real value); then network evaluations per event and generated events/s at the export's steps
 beside a 1000-step ancestral DDPM of the same network (timed on ``--ddpm-events`` events). ``--no-calibration``
 samples the same weights without the quantile calibration of generated energies (the calibration's baseline).
+One seed's classifier AUCs move by about ±0.03 with the A/B split and the sampled events: ``--repeats R`` also
+prints the HL and CNN AUCs (and their floors) for seeds ``seed … seed + R - 1``, each its own split and
+sampling seed, with their mean and spread.
 
 Usage::
 
     python benchmarks/generation_quality.py saved_models/diffusion [--events 400] [--steps 25]
     python benchmarks/generation_quality.py saved_models/diffusion --no-calibration   # the raw network, baseline
+    python benchmarks/generation_quality.py saved_models/diffusion --repeats 5        # classifier AUCs, 5 seeds
     python benchmarks/generation_quality.py --tiny      # smoke mode: tiny untrained model, seconds
 """
 
@@ -61,15 +65,28 @@ def tiny_setup(events: int):
     return make_sample_labels_fn(model), real, labels
 
 
-def run(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, Any], list[dict[str, Any]], str]:
-    """Compute the tables; returns ``(quality rows, speed numbers, feature separation rows, description)``."""
+def classifier_aucs(seed: int, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The HL and CNN AUCs and their floors of one quality table."""
+    by_name = {row["measure"]: row for row in rows}
+    out = {"seed": seed}
+    for name in ("hl", "cnn"):
+        out[f"{name}_auc"], out[f"{name}_floor"] = by_name[f"{name}_auc"]["value"], by_name[f"{name}_auc"]["floor"]
+    return out
+
+
+def run(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any], str]:
+    """Compute the tables; returns ``(quality rows, speed numbers, diagnostics, description)``; diagnostics:
+    ``separation`` (feature separation rows), ``patch``, for ``patch > 1`` ``centre_share`` (generated, real
+    B: each channel's share of hits on their block's centre pixel) and ``repeats``: one row per seed
+    ``{"seed", "hl_auc", "hl_floor", "cnn_auc", "cnn_floor"}`` (the first is the main table's)."""
     from hep_keras.evaluation.generation import split_halves
-    from hep_keras.evaluation.generation_quality import feature_separation, quality_table
+    from hep_keras.evaluation.generation_quality import block_centre_share, feature_separation, quality_table
     from hep_keras.models.diffusion import sample_in_batches
 
     if args.tiny:
         sample, real, labels = tiny_setup(args.events)
         steps, what, guidance = args.steps or 2, "tiny untrained model (smoke mode)", args.guidance or 1.0
+        patch = 5
     else:
         from hep_keras.commands.generate import load_diffusion_export
 
@@ -85,6 +102,7 @@ def run(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, Any],
             model.set_calibration(None)
             sample, what = make_sample_labels_fn(model), f"{args.export} without calibration"
         guidance = args.guidance if args.guidance is not None else config.get("guidance", 1.0)
+        patch = int(config.get("patch", 1))
     a_idx, b_idx = split_halves(len(real), args.seed)
     sample_in_batches(sample, labels[:2], steps, args.seed, guidance)  # trace outside the timing
     start = time.perf_counter()
@@ -114,11 +132,31 @@ def run(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, Any],
         "ddpm_events_per_second": ddpm_per_second,
         "speedup_vs_ddpm": per_second / ddpm_per_second,
     }
-    separation = feature_separation(real[a_idx], real[b_idx], generated)
+    diagnostics = {"separation": feature_separation(real[a_idx], real[b_idx], generated), "patch": patch}
+    if patch > 1:  # where hits sit inside their block: the dot grid of uncertain hits on block centres
+        diagnostics["centre_share"] = (block_centre_share(generated, patch), block_centre_share(real[b_idx], patch))
+    diagnostics["repeats"] = [classifier_aucs(args.seed, rows)]
+    for seed in range(args.seed + 1, args.seed + args.repeats):  # other A/B splits and sampling seeds
+        a, b = split_halves(len(real), seed)
+        more = sample_in_batches(sample, labels[b], steps, seed, guidance, batch_size=32)
+        seed_rows = quality_table(real[a], real[b], more, labels[a], labels[b], cnn_epochs=args.cnn_epochs, seed=seed)
+        diagnostics["repeats"].append(classifier_aucs(seed, seed_rows))
     shape = "x".join(map(str, real.shape[1:]))
     desc = f"{what}: {len(real)} held-out test events ({shape}), A = {len(a_idx)}, B = generated = {len(b_idx)}"
     desc += f"; the q/g row scores {args.qg_samples * len(b_idx)} generated events ({args.qg_samples} per event of B)"
-    return rows, speed, separation, desc
+    return rows, speed, diagnostics, desc
+
+
+def print_repeats(repeats: list[dict[str, Any]]) -> None:
+    """The HL and CNN AUCs per seed, then their mean and standard deviation over the seeds."""
+    keys = ("hl_auc", "hl_floor", "cnn_auc", "cnn_floor")
+    print()
+    print("| seed (A/B split + sampling) | HL AUC | HL floor | CNN AUC | CNN floor |\n|---|---:|---:|---:|---:|")
+    for row in repeats:
+        print(f"| {row['seed']} | " + " | ".join(f"{row[k]:.3f}" for k in keys) + " |")
+    values = np.array([[row[k] for k in keys] for row in repeats])
+    cells = (f"{m:.3f} ± {s:.3f}" for m, s in zip(values.mean(0), values.std(0, ddof=1), strict=True))
+    print(f"| mean ± sd over {len(repeats)} seeds | " + " | ".join(cells) + " |")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -133,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--features", type=int, default=6, help="most separating high-level features to print")
     parser.add_argument("--qg-samples", type=int, default=4, help="generated events per event of B for the q/g row")
+    parser.add_argument("--repeats", type=int, default=1, help="seeds to repeat the HL and CNN AUCs over")
     parser.add_argument("--no-calibration", action="store_true", help="sample without the quantile calibration")
     parser.add_argument("--tiny", action="store_true", help="smoke mode: tiny untrained model on the sample")
     args = parser.parse_args(argv)
@@ -140,17 +179,26 @@ def main(argv: list[str] | None = None) -> int:
         args.events, args.ddpm_steps, args.ddpm_events, args.cnn_epochs = min(args.events, 40), 20, 2, 1
     if args.qg_samples < 1:
         parser.error(f"--qg-samples must be >= 1, got {args.qg_samples}")
+    if args.repeats < 1:
+        parser.error(f"--repeats must be >= 1, got {args.repeats}")
 
     from hep_keras.evaluation.generation_quality import format_table
 
-    rows, speed, separation, desc = run(args)
+    rows, speed, diagnostics, desc = run(args)
     print(f"# {desc}")
     print(format_table(rows))
     print()
     print("| high-level feature (alone) | AUC generated vs real A | real B vs A |\n|---|---:|---:|")
-    for row in separation[: args.features]:
+    for row in diagnostics["separation"][: args.features]:
         print(f"| {row['feature']} | {row['auc']:.3f} | {row['floor']:.3f} |")
     print("(AUC > 0.5: larger in generated events; the features of the hl_auc classifier)")
+    if "centre_share" in diagnostics:
+        p, (generated, real) = diagnostics["patch"], diagnostics["centre_share"]
+        share = lambda v: " / ".join(f"{100 * x:.1f} %" for x in v[:2])  # noqa: E731
+        print(f"hits on their {p}x{p} block's centre pixel, Tracks / ECAL: generated {share(generated)}, "
+              f"real B {share(real)} (uniform: {100 / p**2:.0f} %)")  # fmt: skip
+    if len(diagnostics["repeats"]) > 1:
+        print_repeats(diagnostics["repeats"])
     print()
     print("| speed | value |\n|---|---:|")
     evaluations, guidance = speed["network_evaluations_per_event"], speed["guidance"]

@@ -244,7 +244,10 @@ def test_fit_cli_writes_run_and_export(cli_run):
     assert (cli_run["run"] / "DONE").is_file() and (cli_run["run"] / "figures" / "reconstruction_0.png").is_file()
     for figure in ("generated_mean_images", "generated_events", "generated_occupancy"):
         assert (cli_run["run"] / "figures" / f"{figure}.png").is_file()
-    assert "| hl_auc [AUC] |" in (cli_run["run"] / "quality_table.md").read_text()
+    table = (cli_run["run"] / "quality_table.md").read_text()
+    assert "| hl_auc [AUC] |" in table and "Hits on their 5x5 block's centre pixel" in table
+    share = metrics["generation"]["block_centre_share"]
+    assert len(share["generated"]) == len(share["real"]) == 3  # per channel (the unit test checks the values)
     meta = json.loads((cli_run["export"] / "metadata.json").read_text())
     assert meta["reconstruct_args"] == ["images", "steps"] and meta["image_size"] == 12
 
@@ -470,8 +473,9 @@ def test_hit_slots_round_trip_keeps_the_hottest_hits_and_all_energy():
 
 
 def test_hit_slot_model_round_trip_and_sampling_projection():
-    """normalize -> denormalize is exact for blocks with <= 2 hits; while sampling, the position of a slot
-    the denoiser calls empty is put at 0 (its value in every training event)."""
+    """normalize -> denormalize is exact for blocks with <= 2 hits; while sampling, x̂0 is clipped and the
+    position of a slot the denoiser calls empty is left as the network has it (projecting it to 0 put soft,
+    late hits on their block's centre pixel)."""
     from hep_keras.models.hit_slots import from_slots, to_slots
 
     images = towered_images(4, seed=3)
@@ -486,8 +490,11 @@ def test_hit_slot_model_round_trip_and_sampling_projection():
     noisy = tf.random.stateless_normal((2, 26, 26, 13), (1, 2))
     _, x0 = model.denoise(noisy, 0.5, tf.constant([0, 1]), clip=True)
     x0 = np.asarray(x0)
+    # the untrained network's output layer is zero: v = 0, so x̂0 = α(t) · noisy, clipped, in every channel
+    signal_rate = float(model.schedule_rates(0.5)[1])
+    np.testing.assert_allclose(x0, np.clip(signal_rate * np.asarray(noisy), -1.5, 1.5), rtol=1e-5, atol=1e-6)
     energy_of = x0[..., model._energy_of]
     empty_positions = model._is_position & (energy_of < -1 + 0.5 * model.transform.gap)
-    assert empty_positions.any() and not np.any(x0[empty_positions])
+    assert empty_positions.any() and np.all(x0[empty_positions] != 0)  # not projected to the block's centre
     # x̂0 is clipped to [-1.5, 1.5]: not at -1 (empty), which would cut one side of the scatter around empty
     assert x0.min() == -1.5 and x0.max() == 1.5 and np.any((x0 < -1) & (x0 > -1.5))

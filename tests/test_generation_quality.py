@@ -10,6 +10,7 @@ import pytest
 
 from hep_keras.evaluation.generation_quality import (
     W1_OBSERVABLES,
+    block_centre_share,
     bootstrap_w1,
     feature_separation,
     format_table,
@@ -94,6 +95,17 @@ def test_feature_separation_names_the_feature_that_differs():
         assert row["auc"] == pytest.approx(row["floor"])
 
 
+def test_block_centre_share_counts_hits_on_the_centre_pixel_of_their_block():
+    images = np.zeros((2, 12, 12, 3), "float32")
+    images[0, 2, 2, 0] = images[0, 7, 7, 0] = images[1, 12 - 1, 7, 0] = 1.0  # 2 of 3 Tracks hits on centres
+    images[0, 0, 0, 1] = images[1, 7, 8, 1] = 5.0  # ECAL: none on a centre (7, 8 is beside (7, 7))
+    share = block_centre_share(images, patch=5)
+    np.testing.assert_allclose(share[:2], [2 / 3, 0.0])
+    assert np.isnan(share[2])  # no HCAL hit
+    towers = np.repeat(np.repeat(np.random.default_rng(0).random((3, 5, 5, 1)) > 0.5, 5, 1), 5, 2)
+    assert block_centre_share(towers.astype("float32"))[0] == pytest.approx(1 / 25)  # uniform towers: 1/p²
+
+
 def test_quality_features_shape_and_hottest_pixel():
     images = jets(3)
     feats = quality_features(images)
@@ -106,10 +118,19 @@ def test_benchmark_tiny_mode_prints_the_table_with_floors(capsys):
     spec = importlib.util.spec_from_file_location("generation_quality_benchmark", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    assert module.main(["--tiny", "--events", "24"]) == 0
+    assert module.main(["--tiny", "--events", "24", "--repeats", "2"]) == 0
     out = capsys.readouterr().out
     assert "| measure | generated | real-vs-real floor |" in out and "speed-up vs DDPM" in out
     assert out.count("| log ") + out.count("| radial profile ") == 6  # the 6 most separating features
+    centre = next(line for line in out.splitlines() if line.startswith("hits on their 5x5 block's centre pixel"))
+    assert centre.count("%") == 5 and "uniform: 4 %" in centre
+    seeds = [line.split("|")[1:6] for line in out.splitlines() if line.startswith(("| 1 |", "| 2 |"))]
+    assert [int(row[0]) for row in seeds] == [1, 2]
+    hl = [float(row[1]) for row in seeds]
+    mean = next(line for line in out.splitlines() if line.startswith("| mean ± sd over 2 seeds"))
+    assert float(mean.split("|")[2].split("±")[0]) == pytest.approx(np.mean(hl), abs=1e-3)
+    table = out.split("| measure |")[1]
+    assert f"| hl_auc [AUC] | {hl[0]:.3f}" in table  # the first seed is the main table's
     lines = {line.split(" |")[0].strip("| "): line for line in out.splitlines() if line.startswith("| w1_mass")}
     floor = float(lines["w1_mass [GeV]"].split("|")[3].split("±")[0])
     assert floor > 0  # the real-vs-real floor was computed

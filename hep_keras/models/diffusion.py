@@ -20,8 +20,8 @@ Pipeline inside the model (all invertible, so the exported graph takes and retur
    channel, so nothing is resized or smoothed and the round trip is exact. ``patch = 1`` is the pixel grid.
    With ``slots`` K > 0 (the recipe's default, 2) the sparse channels enter instead as the K hottest hits of each
    block, three dense numbers each (:mod:`hep_keras.models.hit_slots`: transformed energy, row, column), so a
-   cell holds 13 numbers instead of 51; an empty slot's position is left out of the loss and set to 0 in x̂0
-   while sampling. The grid is padded with ``-1`` (0 GeV) to a multiple of ``2 ** (len(widths) - 1)``
+   cell holds 13 numbers instead of 51; an empty slot's position is left out of the loss (and left as the network
+   has it in x̂0 while sampling). The grid is padded with ``-1`` (0 GeV) to a multiple of ``2 ** (len(widths) - 1)``
    (25 → 28); outputs are cropped back and the padding is excluded from the loss, which weights a tower by
    its p² pixels so that it is the per-pixel MSE (with slots: every slot number 1, a tower a third of the cell).
 3. The variance-preserving forward process ``x_t = α(t) x_0 + σ(t) ε``, ``α² + σ² = 1``, ``t ∈ [0, 1]`` with
@@ -667,8 +667,10 @@ class JetDiffusion(LossModel):
 
     def denoise(self, noisy, t, labels, guidance=1.0, clip: bool = False):
         """Predicted noise and clean image ``(ε̂, x̂0)`` at a common time ``t`` (scalar) for normalised padded
-        ``noisy`` (N, P, P, C). ``clip`` clips x̂0 to :data:`X0_CLIP` and, with hit slots, puts the position of
-        every slot x̂0 calls empty at 0 as in the data (ε̂ is then recomputed)."""
+        ``noisy`` (N, P, P, C). ``clip`` clips x̂0 to :data:`X0_CLIP` (ε̂ is then recomputed). With hit slots
+        the position of a slot x̂0 calls empty is left as the network has it (it is out of the loss): projecting
+        it to 0, its value in the data, shrank the position of every hit that appears late on the trajectory
+        (soft, peripheral hits) to its block's centre pixel (docs/diffusion.md, "the dot grid")."""
         batch = ops.shape(noisy)[0]
         times = ops.full((batch,), t, dtype="float32")
         noise_rate, signal_rate = self.schedule_rates(t)
@@ -681,9 +683,6 @@ class JetDiffusion(LossModel):
             pred_noise = noise_rate * noisy + signal_rate * out
         if clip:
             pred_image = ops.clip(pred_image, *X0_CLIP)
-            if self.slots:  # an empty slot's position is 0 (as in the data); the denoiser's guess is not used
-                empty = ops.logical_and(self._is_position, ops.logical_not(self._slot_occupied(pred_image)))
-                pred_image = ops.where(empty, 0.0, pred_image)
             if self.prediction == "v":  # for ε-prediction ε̂ is the network output; keep it
                 pred_noise = (noisy - signal_rate * pred_image) / ops.maximum(noise_rate, 1e-6)
         return pred_noise, pred_image

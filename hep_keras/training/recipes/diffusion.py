@@ -371,7 +371,7 @@ def evaluate(model, config: dict[str, Any], data: DiffusionData, run_dir: Path) 
         plot_occupancy_maps,
         plot_qg_event_displays,
     )
-    from hep_keras.evaluation.generation_quality import format_table, quality_table
+    from hep_keras.evaluation.generation_quality import block_centre_share, format_table, quality_table
     from hep_keras.evaluation.plots import plot_observable_histograms
 
     figures = Path(run_dir) / "figures"
@@ -436,6 +436,18 @@ def evaluate(model, config: dict[str, Any], data: DiffusionData, run_dir: Path) 
             "\n\nRepresentation ceiling (not a model output): the same real events of B encoded into "
             f"{model.slots} hit slots per block and decoded, in the column 'generated'.\n\n" + format_table(ceiling)
         )
+    centre_share = None
+    if model.slots and model.patch > 1:  # where hits sit inside their block (uniform: 1 / patch² on its centre)
+        centre_share = {
+            "generated": block_centre_share(generated, model.patch),
+            "real": block_centre_share(real[b_idx], model.patch),
+        }
+        share = lambda v: " / ".join(f"{100 * x:.1f} %" for x in v[: len(model.fine_channels)])  # noqa: E731
+        table += (
+            f"\n\nHits on their {model.patch}x{model.patch} block's centre pixel (sparse channels): generated "
+            f"{share(centre_share['generated'])}, real B {share(centre_share['real'])} "
+            f"(uniform: {100 / model.patch**2:.0f} %)."
+        )
     (Path(run_dir) / "quality_table.md").write_text(table + "\n")
     print(table, flush=True)
     evaluations = config["sample_steps"] * (1 if config["guidance"] == 1 else 2)
@@ -447,6 +459,7 @@ def evaluate(model, config: dict[str, Any], data: DiffusionData, run_dir: Path) 
             "steps": config["sample_steps"],
             "network_evaluations_per_event": evaluations,
             "seconds_per_event": per_event,
+            **({"block_centre_share": {k: v.tolist() for k, v in centre_share.items()}} if centre_share else {}),
         },
         "reconstruction": reconstruction,
         "evaluation_seconds": seconds,
