@@ -12,13 +12,15 @@ with B's quark/gluon label and prints (:mod:`hep_keras.evaluation.generation_qua
   error; the generated side scores ``--qg-samples`` generated events per event of B (B's labels repeated) so
   that its error is small beside the real side's (which only a bigger test split shrinks),
 
-all with bootstrap errors; the high-level features that separate generated from real events most (each alone,
-beside its real-vs-real value); then network evaluations per event and generated events/s at the export's steps
-beside a 1000-step ancestral DDPM of the same network (timed on ``--ddpm-events`` events). ``--no-calibration``
-samples the same weights without the quantile calibration of generated energies (the calibration's baseline).
-One seed's classifier AUCs move by about ±0.03 with the A/B split and the sampled events: ``--repeats R`` also
-prints the HL and CNN AUCs (and their floors) for seeds ``seed … seed + R - 1``, each its own split and
-sampling seed, with their mean and spread.
+all with bootstrap errors; the same table with training-split events (B's labels) in place of the generated ones,
+the reference a perfect generator of the training distribution would reach on this split (with 200 events the W1 of
+such a sample moves by up to ~2.5× the floor); the high-level features that separate generated from real events most
+(each alone, beside its real-vs-real value); then network evaluations per event and generated events/s at the
+export's steps beside a 1000-step ancestral DDPM of the same network (timed on ``--ddpm-events`` events).
+``--no-calibration`` samples the same weights without the quantile calibration of generated energies (the
+calibration's baseline). One seed's classifier AUCs move by about ±0.03 with the A/B split and the sampled events:
+``--repeats R`` also prints the HL and CNN AUCs (and their floors) for seeds ``seed … seed + R - 1``, each its own
+split and sampling seed, with their mean and spread.
 
 Usage::
 
@@ -48,6 +50,32 @@ def test_events(path: str, n_events: int, config: dict[str, Any], events: int, c
     return out["X_jets"], out["y"].astype(np.int32)
 
 
+def training_reference(path: str, n_events: int, config: dict[str, Any], labels: np.ndarray, seed: int, crop):
+    """One event of the *training* split per entry of ``labels`` (int, 0 quark / 1 gluon), with that label,
+    drawn without replacement (seeded): ``(N, S, S, C)`` GeV in the order of ``labels``.
+
+    What a perfect generator of the training distribution would hand in for B's labels: its row of the table
+    is the reference a generated sample can be judged against (the real-vs-real floor compares two halves of
+    the test split and so leaves out both the training-vs-test difference and the reference sample's own
+    fluctuation).
+    """
+    from hep_keras.data import read_events, split_indices
+
+    train = np.sort(split_indices(n_events, "train", config["fractions"], config["seed"]))
+    train_labels = read_events(path, train, fields=("y",))["y"].astype(np.int64)
+    rng = np.random.default_rng(seed)
+    picked = np.empty(len(labels), np.int64)
+    for label in np.unique(labels):
+        want = np.flatnonzero(labels == label)
+        pool = train[train_labels == label]
+        if len(pool) < len(want):
+            raise ValueError(f"{path}: the training split has {len(pool)} events of label {label}, {len(want)} needed")
+        picked[want] = rng.choice(pool, len(want), replace=False)
+    order = np.argsort(picked)
+    images = read_events(path, picked[order], fields=("X_jets",), crop=crop)["X_jets"]
+    return images[np.argsort(order)]
+
+
 def tiny_setup(events: int):
     """Smoke mode: a tiny untrained full-resolution model on the shipped sample (no export needed)."""
     from hep_keras.data import inspect_jet_file, read_events
@@ -62,7 +90,7 @@ def tiny_setup(events: int):
         **fit_intensity_transform(fit),
     )  # fmt: skip
     real, labels = test_events(str(SAMPLE_PATH), info.n_events, config, events, None)
-    return make_sample_labels_fn(model), real, labels
+    return make_sample_labels_fn(model), real, labels, (str(SAMPLE_PATH), info.n_events, config, None)
 
 
 def classifier_aucs(seed: int, rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -77,14 +105,15 @@ def classifier_aucs(seed: int, rows: list[dict[str, Any]]) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any], str]:
     """Compute the tables; returns ``(quality rows, speed numbers, diagnostics, description)``; diagnostics:
     ``separation`` (feature separation rows), ``patch``, for ``patch > 1`` ``centre_share`` (generated, real
-    B: each channel's share of hits on their block's centre pixel) and ``repeats``: one row per seed
+    B: each channel's share of hits on their block's centre pixel), ``reference`` (the quality rows of
+    :func:`training_reference` events in place of the generated ones) and ``repeats``: one row per seed
     ``{"seed", "hl_auc", "hl_floor", "cnn_auc", "cnn_floor"}`` (the first is the main table's)."""
     from hep_keras.evaluation.generation import split_halves
     from hep_keras.evaluation.generation_quality import block_centre_share, feature_separation, quality_table
     from hep_keras.models.diffusion import sample_in_batches
 
     if args.tiny:
-        sample, real, labels = tiny_setup(args.events)
+        sample, real, labels, source = tiny_setup(args.events)
         steps, what, guidance = args.steps or 2, "tiny untrained model (smoke mode)", args.guidance or 1.0
         patch = 5
     else:
@@ -93,6 +122,7 @@ def run(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, Any],
         loaded, metadata = load_diffusion_export(Path(args.export))
         config, info = metadata["config"], metadata["data"]
         real, labels = test_events(info["path"], info["n_events"], config, args.events, info["crop"])
+        source = (info["path"], info["n_events"], config, info["crop"])
         sample, steps, what = loaded.sample_labels, args.steps or config["sample_steps"], args.export
         if args.no_calibration:  # the raw network: model.keras with its quantile calibration removed
             from hep_keras.export import load_keras_model
@@ -135,6 +165,11 @@ def run(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, Any],
     diagnostics = {"separation": feature_separation(real[a_idx], real[b_idx], generated), "patch": patch}
     if patch > 1:  # where hits sit inside their block: the dot grid of uncertain hits on block centres
         diagnostics["centre_share"] = (block_centre_share(generated, patch), block_centre_share(real[b_idx], patch))
+    path, n_events, config, crop = source
+    reference = training_reference(path, n_events, config, labels[b_idx], args.seed, crop)
+    diagnostics["reference"] = quality_table(
+        real[a_idx], real[b_idx], reference, labels[a_idx], labels[b_idx], cnn_epochs=args.cnn_epochs, seed=args.seed
+    )
     diagnostics["repeats"] = [classifier_aucs(args.seed, rows)]
     for seed in range(args.seed + 1, args.seed + args.repeats):  # other A/B splits and sampling seeds
         a, b = split_halves(len(real), seed)
@@ -197,6 +232,12 @@ def main(argv: list[str] | None = None) -> int:
         share = lambda v: " / ".join(f"{100 * x:.1f} %" for x in v[:2])  # noqa: E731
         print(f"hits on their {p}x{p} block's centre pixel, Tracks / ECAL: generated {share(generated)}, "
               f"real B {share(real)} (uniform: {100 / p**2:.0f} %)")  # fmt: skip
+    print()
+    print(
+        "Reference (not a model output): training-split events with B's labels in the 'generated' column, what a "
+        "perfect generator of the training distribution scores on this split:"
+    )
+    print(format_table(diagnostics["reference"]))
     if len(diagnostics["repeats"]) > 1:
         print_repeats(diagnostics["repeats"])
     print()

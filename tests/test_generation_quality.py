@@ -113,11 +113,46 @@ def test_quality_features_shape_and_hottest_pixel():
     np.testing.assert_allclose(feats[:, -3:], np.log1p(images.max(axis=(1, 2))), rtol=1e-6)
 
 
-def test_benchmark_tiny_mode_prints_the_table_with_floors(capsys):
+def benchmark_module():
     path = Path(__file__).resolve().parents[1] / "benchmarks" / "generation_quality.py"
     spec = importlib.util.spec_from_file_location("generation_quality_benchmark", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    return module
+
+
+def test_training_reference_draws_training_events_with_the_requested_labels():
+    """The perfect-generator reference: one training-split event per label, that label, none twice, seeded."""
+    from hep_keras.data import read_events, split_indices
+    from hep_keras.data.sample import SAMPLE_PATH
+
+    module = benchmark_module()
+    config, n_events = {"fractions": [0.8, 0.1, 0.1], "seed": 0}, 4000
+    labels = np.array([1, 0, 0, 1, 1, 0, 1, 1], np.int32)
+    images = module.training_reference(str(SAMPLE_PATH), n_events, config, labels, seed=3, crop=None)
+    assert images.shape == (8, 125, 125, 3)
+    np.testing.assert_array_equal(
+        images, module.training_reference(str(SAMPLE_PATH), n_events, config, labels, 3, None)
+    )
+
+    def fingerprints(split):  # (total energy, Tracks energy, label) of every event of a split
+        idx = np.sort(split_indices(n_events, split, config["fractions"], config["seed"]))
+        ev = read_events(str(SAMPLE_PATH), idx, fields=("X_jets", "y"))
+        return {
+            (round(float(x.sum()), 3), round(float(x[..., 0].sum()), 3)): int(y)
+            for x, y in zip(ev["X_jets"], ev["y"], strict=True)
+        }
+
+    train, test = fingerprints("train"), fingerprints("test")
+    keys = [(round(float(x.sum()), 3), round(float(x[..., 0].sum()), 3)) for x in images]
+    assert len(set(keys)) == 8 and not set(keys) & set(test)  # 8 different events, none of the test split
+    assert [train[k] for k in keys] == labels.tolist()  # training events, each with its requested label
+    with pytest.raises(ValueError, match="the training split has .* events of label 1, 4000 needed"):
+        module.training_reference(str(SAMPLE_PATH), n_events, config, np.ones(4000, np.int32), 3, None)
+
+
+def test_benchmark_tiny_mode_prints_the_table_with_floors(capsys):
+    module = benchmark_module()
     assert module.main(["--tiny", "--events", "24", "--repeats", "2"]) == 0
     out = capsys.readouterr().out
     assert "| measure | generated | real-vs-real floor |" in out and "speed-up vs DDPM" in out
@@ -131,6 +166,8 @@ def test_benchmark_tiny_mode_prints_the_table_with_floors(capsys):
     assert float(mean.split("|")[2].split("±")[0]) == pytest.approx(np.mean(hl), abs=1e-3)
     table = out.split("| measure |")[1]
     assert f"| hl_auc [AUC] | {hl[0]:.3f}" in table  # the first seed is the main table's
+    reference = out.split("Reference (not a model output)")[1].split("| measure |")[1]
+    assert reference.count("| w1_") == 8 and "| qg_auc [AUC] |" in reference
     lines = {line.split(" |")[0].strip("| "): line for line in out.splitlines() if line.startswith("| w1_mass")}
     floor = float(lines["w1_mass [GeV]"].split("|")[3].split("±")[0])
     assert floor > 0  # the real-vs-real floor was computed
