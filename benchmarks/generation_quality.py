@@ -104,12 +104,12 @@ def classifier_aucs(seed: int, rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any], str]:
     """Compute the tables; returns ``(quality rows, speed numbers, diagnostics, description)``; diagnostics:
-    ``separation`` (feature separation rows), ``patch``, for ``patch > 1`` ``centre_share`` (generated, real
-    B: each channel's share of hits on their block's centre pixel), ``reference`` (the quality rows of
+    ``separation`` (feature separation rows), ``patch``, for ``patch > 1`` ``centre_share`` (one line: the
+    share of hits on their block's centre pixel, generated and real B), ``reference`` (the quality rows of
     :func:`training_reference` events in place of the generated ones) and ``repeats``: one row per seed
     ``{"seed", "hl_auc", "hl_floor", "cnn_auc", "cnn_floor"}`` (the first is the main table's)."""
     from hep_keras.evaluation.generation import split_halves
-    from hep_keras.evaluation.generation_quality import block_centre_share, feature_separation, quality_table
+    from hep_keras.evaluation.generation_quality import describe_block_centre_share, feature_separation, quality_table
     from hep_keras.models.diffusion import sample_in_batches
 
     if args.tiny:
@@ -164,7 +164,7 @@ def run(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, Any],
     }
     diagnostics = {"separation": feature_separation(real[a_idx], real[b_idx], generated), "patch": patch}
     if patch > 1:  # where hits sit inside their block: the dot grid of uncertain hits on block centres
-        diagnostics["centre_share"] = (block_centre_share(generated, patch), block_centre_share(real[b_idx], patch))
+        diagnostics["centre_share"] = describe_block_centre_share(generated, real[b_idx], patch)
     path, n_events, config, crop = source
     reference = training_reference(path, n_events, config, labels[b_idx], args.seed, crop)
     diagnostics["reference"] = quality_table(
@@ -228,10 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {row['feature']} | {row['auc']:.3f} | {row['floor']:.3f} |")
     print("(AUC > 0.5: larger in generated events; the features of the hl_auc classifier)")
     if "centre_share" in diagnostics:
-        p, (generated, real) = diagnostics["patch"], diagnostics["centre_share"]
-        share = lambda v: " / ".join(f"{100 * x:.1f} %" for x in v[:2])  # noqa: E731
-        print(f"hits on their {p}x{p} block's centre pixel, Tracks / ECAL: generated {share(generated)}, "
-              f"real B {share(real)} (uniform: {100 / p**2:.0f} %)")  # fmt: skip
+        print(diagnostics["centre_share"])
     print()
     print(
         "Reference (not a model output): training-split events with B's labels in the 'generated' column, what a "

@@ -472,7 +472,7 @@ def test_hit_slots_round_trip_keeps_the_hottest_hits_and_all_energy():
     np.testing.assert_allclose(np.asarray(from_slots(*to_slots(odd, 5, 25), 5, 12)), odd, rtol=1e-6)
 
 
-def test_hit_slot_model_round_trip_and_sampling_projection():
+def test_hit_slot_model_round_trip_and_sampling_clip():
     """normalize -> denormalize is exact for blocks with <= 2 hits; while sampling, x̂0 is clipped and the
     position of a slot the denoiser calls empty is left as the network has it (projecting it to 0 put soft,
     late hits on their block's centre pixel)."""

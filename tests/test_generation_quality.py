@@ -12,6 +12,7 @@ from hep_keras.evaluation.generation_quality import (
     W1_OBSERVABLES,
     block_centre_share,
     bootstrap_w1,
+    describe_block_centre_share,
     feature_separation,
     format_table,
     quality_feature_names,
@@ -102,6 +103,8 @@ def test_block_centre_share_counts_hits_on_the_centre_pixel_of_their_block():
     share = block_centre_share(images, patch=5)
     np.testing.assert_allclose(share[:2], [2 / 3, 0.0])
     assert np.isnan(share[2])  # no HCAL hit
+    line = describe_block_centre_share(images, np.zeros_like(images) + 1.0, patch=5)
+    assert "(Tracks / ECAL): generated 66.7 % / 0.0 %, real 2.8 % / 2.8 % (uniform: 4 %)" in line  # 4 of 144
     towers = np.repeat(np.repeat(np.random.default_rng(0).random((3, 5, 5, 1)) > 0.5, 5, 1), 5, 2)
     assert block_centre_share(towers.astype("float32"))[0] == pytest.approx(1 / 25)  # uniform towers: 1/p²
 
@@ -157,7 +160,7 @@ def test_benchmark_tiny_mode_prints_the_table_with_floors(capsys):
     out = capsys.readouterr().out
     assert "| measure | generated | real-vs-real floor |" in out and "speed-up vs DDPM" in out
     assert out.count("| log ") + out.count("| radial profile ") == 6  # the 6 most separating features
-    centre = next(line for line in out.splitlines() if line.startswith("hits on their 5x5 block's centre pixel"))
+    centre = next(line for line in out.splitlines() if line.startswith("Hits on their 5x5 block's centre pixel"))
     assert centre.count("%") == 5 and "uniform: 4 %" in centre
     seeds = [line.split("|")[1:6] for line in out.splitlines() if line.startswith(("| 1 |", "| 2 |"))]
     assert [int(row[0]) for row in seeds] == [1, 2]

@@ -371,7 +371,12 @@ def evaluate(model, config: dict[str, Any], data: DiffusionData, run_dir: Path) 
         plot_occupancy_maps,
         plot_qg_event_displays,
     )
-    from hep_keras.evaluation.generation_quality import block_centre_share, format_table, quality_table
+    from hep_keras.evaluation.generation_quality import (
+        block_centre_share,
+        describe_block_centre_share,
+        format_table,
+        quality_table,
+    )
     from hep_keras.evaluation.plots import plot_observable_histograms
 
     figures = Path(run_dir) / "figures"
@@ -442,12 +447,7 @@ def evaluate(model, config: dict[str, Any], data: DiffusionData, run_dir: Path) 
             "generated": block_centre_share(generated, model.patch),
             "real": block_centre_share(real[b_idx], model.patch),
         }
-        share = lambda v: " / ".join(f"{100 * x:.1f} %" for x in v[: len(model.fine_channels)])  # noqa: E731
-        table += (
-            f"\n\nHits on their {model.patch}x{model.patch} block's centre pixel (sparse channels): generated "
-            f"{share(centre_share['generated'])}, real B {share(centre_share['real'])} "
-            f"(uniform: {100 / model.patch**2:.0f} %)."
-        )
+        table += "\n\n" + describe_block_centre_share(generated, real[b_idx], model.patch)
     (Path(run_dir) / "quality_table.md").write_text(table + "\n")
     print(table, flush=True)
     evaluations = config["sample_steps"] * (1 if config["guidance"] == 1 else 2)
