@@ -109,7 +109,12 @@ def run(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, Any],
     :func:`training_reference` events in place of the generated ones) and ``repeats``: one row per seed
     ``{"seed", "hl_auc", "hl_floor", "cnn_auc", "cnn_floor"}`` (the first is the main table's)."""
     from hep_keras.evaluation.generation import split_halves
-    from hep_keras.evaluation.generation_quality import describe_block_centre_share, feature_separation, quality_table
+    from hep_keras.evaluation.generation_quality import (
+        block_centre_share,
+        describe_block_centre_share,
+        feature_separation,
+        quality_table,
+    )
     from hep_keras.models.diffusion import sample_in_batches
 
     if args.tiny:
@@ -164,7 +169,8 @@ def run(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, Any],
     }
     diagnostics = {"separation": feature_separation(real[a_idx], real[b_idx], generated), "patch": patch}
     if patch > 1:  # where hits sit inside their block: the dot grid of uncertain hits on block centres
-        diagnostics["centre_share"] = describe_block_centre_share(generated, real[b_idx], patch)
+        shares = (block_centre_share(generated, patch), block_centre_share(real[b_idx], patch))
+        diagnostics["centre_share"] = describe_block_centre_share(*shares, patch)
     path, n_events, config, crop = source
     reference = training_reference(path, n_events, config, labels[b_idx], args.seed, crop)
     diagnostics["reference"] = quality_table(

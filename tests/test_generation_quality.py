@@ -103,7 +103,7 @@ def test_block_centre_share_counts_hits_on_the_centre_pixel_of_their_block():
     share = block_centre_share(images, patch=5)
     np.testing.assert_allclose(share[:2], [2 / 3, 0.0])
     assert np.isnan(share[2])  # no HCAL hit
-    line = describe_block_centre_share(images, np.zeros_like(images) + 1.0, patch=5)
+    line = describe_block_centre_share(share, block_centre_share(np.ones_like(images), patch=5), patch=5)
     assert "(Tracks / ECAL): generated 66.7 % / 0.0 %, real 2.8 % / 2.8 % (uniform: 4 %)" in line  # 4 of 144
     towers = np.repeat(np.repeat(np.random.default_rng(0).random((3, 5, 5, 1)) > 0.5, 5, 1), 5, 2)
     assert block_centre_share(towers.astype("float32"))[0] == pytest.approx(1 / 25)  # uniform towers: 1/p²

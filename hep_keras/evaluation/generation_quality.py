@@ -99,9 +99,8 @@ def block_centre_share(images: np.ndarray, patch: int = 5) -> np.ndarray:
 def describe_block_centre_share(
     generated: np.ndarray, real: np.ndarray, patch: int, channels=("Tracks", "ECAL")
 ) -> str:
-    """One line: the :func:`block_centre_share` of generated and real ``(N, S, S, C)`` images for the first
+    """One line: the :func:`block_centre_share` ``(C,)`` of generated and of real images, for the first
     ``len(channels)`` channels (the sparse ones), beside the uniform ``1 / patch²``."""
-    generated, real = block_centre_share(generated, patch), block_centre_share(real, patch)
     share = lambda v: " / ".join(f"{100 * x:.1f} %" for x in v[: len(channels)])  # noqa: E731
     return (
         f"Hits on their {patch}x{patch} block's centre pixel ({' / '.join(channels)}): generated {share(generated)}, "

@@ -447,7 +447,7 @@ def evaluate(model, config: dict[str, Any], data: DiffusionData, run_dir: Path) 
             "generated": block_centre_share(generated, model.patch),
             "real": block_centre_share(real[b_idx], model.patch),
         }
-        table += "\n\n" + describe_block_centre_share(generated, real[b_idx], model.patch)
+        table += "\n\n" + describe_block_centre_share(centre_share["generated"], centre_share["real"], model.patch)
     (Path(run_dir) / "quality_table.md").write_text(table + "\n")
     print(table, flush=True)
     evaluations = config["sample_steps"] * (1 if config["guidance"] == 1 else 2)
