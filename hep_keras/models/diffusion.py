@@ -48,7 +48,8 @@ Sampling is DDIM (``eta = 0`` deterministic, ``eta = 1`` equals ancestral DDPM s
 variance) on a uniform grid of ``steps`` times; noise is drawn with stateless seeds ``(seed, step)`` so the
 same seed gives identical events. With a ``calibration`` (fitted after training by :meth:`JetDiffusion.
 fit_calibration`, :mod:`hep_keras.models.quantile_calibration`) the sampled energy numbers go through a
-quantile map per channel and ring of the cell grid onto the training distribution before decoding.
+hurdle quantile map per channel and ring of the cell grid onto the training distribution before decoding
+(the training hit rate of the ring, then its hit spectrum).
 Reconstruction is deterministic DDIM inversion (image → noise → image) or partial noising to ``t = strength``
 followed by denoising (SDEdit); it is never calibrated.
 """
@@ -789,8 +790,10 @@ class JetDiffusion(LossModel):
     def fit_calibration(self, images, labels, steps=25, guidance=1.0, eta=0.0, seed=0, batch_size=50, progress=None):
         """Fit the quantile map on training events ``images (N, S, S, C)`` GeV with labels ``(N,)``: N events
         generated with the same labels (and this sampler) against the training events, per energy channel and
-        ring over the cells of the grid. Replaces any previous calibration. ``progress(done)`` after each
-        batch. A ring without cells (small grids) gets the map of the whole grid (it is never used)."""
+        ring over the cells of the grid, as a hurdle at the hit decision (``fit_quantile_map(empty_below=)``:
+        the ring's training hit rate exactly, then its hit spectrum). Replaces any previous calibration.
+        ``progress(done)`` after each batch. A ring without cells (small grids) gets the map of the whole grid
+        (it is never used)."""
         sample = tf.function(lambda lab, s: self.sample_normalized(lab, steps, eta, guidance, s)[0])
         labels = np.asarray(labels).reshape(-1).astype("int32")
         generated = []
@@ -807,7 +810,8 @@ class JetDiffusion(LossModel):
         tables = []
         for ring in range(len(self.calibration_rings) + 1):
             cells = rings == ring if np.any(rings == ring) else np.ones_like(rings, bool)
-            tables.append(fit_quantile_map(generated[:, cells].reshape(-1, energy), real[:, cells].reshape(-1, energy)))
+            values = generated[:, cells].reshape(-1, energy), real[:, cells].reshape(-1, energy)
+            tables.append(fit_quantile_map(*values, empty_below=-1.0 + 0.5 * self.transform.gap))
         self.set_calibration(tables)
 
     def invert(self, images, steps: int = 50, labels=None, t_end: float = 1.0):
