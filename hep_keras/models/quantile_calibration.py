@@ -20,7 +20,7 @@ values that become hits is set to the training hit rate of the ring, then the ge
 the training hits. A plain quantile map gets the hit rate only to within its probability step at the
 hit/empty boundary, which where a few percent of the values are hits is tens of percent of the hits
 (measured on the default run's weights: ECAL hits beyond 0.79 rad 5.9 per event for 7.3 real, in all 19.7
-for 21.1; with the hurdle 7.0 and 20.6, the ECAL occupancy W1 1.8–2.6× → 1.4–1.5× floor, docs/diffusion.md).
+for 21.1; with the hurdle 7.0 and 20.6, the ECAL occupancy W1 1.8–2.6× → 1.4–1.65× floor, docs/diffusion.md).
 Within a ring the training hit rate and hit spectrum are then matched by construction (not evidence of
 quality).
 
