@@ -494,7 +494,7 @@ def test_hit_slot_model_round_trip_and_sampling_clip():
     signal_rate = float(model.schedule_rates(0.5)[1])
     np.testing.assert_allclose(x0, np.clip(signal_rate * np.asarray(noisy), -1.5, 1.5), rtol=1e-5, atol=1e-6)
     energy_of = x0[..., model._energy_of]
-    empty_positions = model._is_position & (energy_of < -1 + 0.5 * model.transform.gap)
+    empty_positions = model._is_position & (energy_of < model.transform.hit_threshold)
     assert empty_positions.any() and np.all(x0[empty_positions] != 0)  # not projected to the block's centre
     # x̂0 is clipped to [-1.5, 1.5]: not at -1 (empty), which would cut one side of the scatter around empty
     assert x0.min() == -1.5 and x0.max() == 1.5 and np.any((x0 < -1) & (x0 > -1.5))

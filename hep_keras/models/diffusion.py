@@ -230,11 +230,16 @@ class JetIntensityTransform(layers.Layer):
         u = ops.maximum(ops.cast(y, "float32") + 1.0 - self.gap, 0.0) / (2.0 - self.gap)
         return self._param("scales", channels) * ops.expm1(u * self._param("log_max", channels))
 
+    @property
+    def hit_threshold(self) -> float:
+        """The hit decision in the [-1, 1] space: the middle of the occupancy gap, ``-1 + gap / 2``."""
+        return -1.0 + 0.5 * self.gap
+
     def to_energy(self, y, channels=None):
-        """Hit where ``y ≥ -1 + gap / 2`` with energy ``max(inverse(y), thresholds)`` GeV, else 0 GeV."""
+        """Hit where ``y ≥ hit_threshold`` with energy ``max(inverse(y), thresholds)`` GeV, else 0 GeV."""
         y = ops.cast(y, "float32")
         energy = ops.maximum(self.inverse(y, channels), self._param("thresholds", channels))
-        return ops.where(y >= -1.0 + 0.5 * self.gap, energy, 0.0)
+        return ops.where(y >= self.hit_threshold, energy, 0.0)
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -511,7 +516,7 @@ class JetDiffusion(LossModel):
         fractions of the event's energy (a hit is > 0; the GeV thresholds come after the scaling)."""
         if not self.energy_fractions:
             return self.transform.to_energy(y, channels)
-        hit = ops.cast(y, "float32") >= -1.0 + 0.5 * self.transform.gap
+        hit = ops.cast(y, "float32") >= self.transform.hit_threshold
         return ops.where(hit, ops.maximum(self.transform.inverse(y, channels), 1e-12), 0.0)
 
     def denormalize(self, y, energies=None):
@@ -576,7 +581,7 @@ class JetDiffusion(LossModel):
 
     def _slot_occupied(self, y):
         """``(N, P, P, K)`` bool: for every cell channel, whether its slot's (normalised) energy is a hit."""
-        return ops.take(y, ops.convert_to_tensor(self._energy_of), axis=-1) >= -1.0 + 0.5 * self.transform.gap
+        return ops.take(y, ops.convert_to_tensor(self._energy_of), axis=-1) >= self.transform.hit_threshold
 
     def unpack(self, data):
         """``(images, labels)`` batch → normalised padded images ``(N, P, P, C)`` and int32 labels ``(N,)``
@@ -811,7 +816,7 @@ class JetDiffusion(LossModel):
         for ring in range(len(self.calibration_rings) + 1):
             cells = rings == ring if np.any(rings == ring) else np.ones_like(rings, bool)
             values = generated[:, cells].reshape(-1, energy), real[:, cells].reshape(-1, energy)
-            tables.append(fit_quantile_map(*values, empty_below=-1.0 + 0.5 * self.transform.gap))
+            tables.append(fit_quantile_map(*values, empty_below=self.transform.hit_threshold))
         self.set_calibration(tables)
 
     def invert(self, images, steps: int = 50, labels=None, t_end: float = 1.0):
