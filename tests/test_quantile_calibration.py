@@ -155,7 +155,66 @@ def test_model_calibration_maps_energies_only_per_ring_and_round_trips():
     with pytest.raises(ValueError, match=r"one set of tables per ring \(2\)"):
         model.set_calibration([inner])
     model.set_calibration(outer)  # one table per channel (saved before rings): the same map in every ring
-    assert model.calibration == [outer, outer]
+    assert model.calibration == [[outer, outer]]  # one energy bin
+    model.set_calibration([inner, outer])  # per ring (saved before energy bins): one energy bin
+    assert model.calibration == [[inner, outer]] and model.calibration_energy_edges == []
+
+
+def test_energy_bins_give_each_event_the_map_of_its_energy():
+    """Known shifts per energy bin: an event goes through the maps of the bin its energy (GeV) falls in (an
+    energy on an edge belongs to the bin above, as ``numpy.digitize``); the edges round-trip through the config;
+    a binned calibration refuses to guess an event's energy."""
+    model = slot_model(calibration_rings=[1.0])
+    raw, _ = model.sample_normalized(np.array([0, 1, 1, 0]), steps=2, seed=3)
+    low, high = [[[-2.0, 2.0], [-1.5, 2.5]]] * 6, [[[-2.0, 2.0], [-1.9, 2.1]]] * 6  # energies +0.5 / +0.1
+    model.set_calibration([[low, low], [high, high]], energy_edges=[50.0])
+    energies = np.array([10.0, 50.0, 49.9, 300.0])
+    calibrated = np.asarray(model._cells(model.calibrate(raw, energies)))[..., model.energy_channels]
+    shift = np.array([0.5, 0.1, 0.5, 0.1])[:, None, None, None]
+    np.testing.assert_allclose(calibrated, np.asarray(model._cells(raw))[..., model.energy_channels] + shift, atol=1e-5)
+    clone = JetDiffusion.from_config(model.get_config())
+    assert clone.calibration_energy_edges == [50.0] and clone.calibration == model.calibration
+    with pytest.raises(ValueError, match="calibrate needs each event's energy"):
+        model.calibrate(raw)
+    with pytest.raises(ValueError, match=r"one set of tables per energy bin \(3\), got 2"):
+        model.set_calibration([[low, low], [high, high]], energy_edges=[50.0, 80.0])
+    with pytest.raises(ValueError, match="strictly increasing"):
+        model.set_calibration([[low, low], [high, high], [high, high]], energy_edges=[80.0, 50.0])
+
+
+def test_fit_calibration_per_energy_bin_gives_each_bin_its_hit_rate():
+    """Training events whose hit rate grows with their energy (2 % below, 20 % above the median): with two
+    energy bins each bin of generated events (binned by the energy they are generated for) gets its bin's
+    training hit rate (by construction, to within one value per ring); one map for all energies gives both
+    bins the average rate (baseline)."""
+    from hep_keras.models.diffusion import fit_energy_quantiles
+
+    rng = np.random.default_rng(4)
+    rate = np.where(np.arange(32) < 16, 0.02, 0.2)[:, None, None, None]
+    images = np.where(rng.random((32, 20, 20, 3)) < rate, rng.exponential(3.0, (32, 20, 20, 3)), 0.0)
+    images = images.astype("float32")
+    labels = np.arange(32) % 2
+    real_energy = images.sum(axis=(1, 2, 3))
+    for bins, matches in ((2, True), (1, False)):
+        model = slot_model(calibration_rings=[], energy_quantiles=fit_energy_quantiles(images, labels))
+        model.fit_calibration(images, labels, steps=2, seed=5, batch_size=16, energy_bins=bins)
+        assert len(model.calibration) == bins
+        batches = [model.sample_normalized(labels[i : i + 16], steps=2, seed=5 + i) for i in (0, 16)]
+        raw = np.concatenate([np.asarray(x) for x, _ in batches])
+        energies = np.concatenate([np.asarray(e) for _, e in batches])
+        hits = np.asarray(model._cells(model.calibrate(raw, energies)))[..., model.energy_channels] >= -0.75
+        real = np.asarray(model._cells(model.normalize(images)))[..., model.energy_channels] >= -0.75
+        median = float(np.median(real_energy))
+        for generated_bin, real_bin in (
+            (energies < median, real_energy < median),
+            (energies >= median, real_energy >= median),
+        ):
+            assert generated_bin.sum() >= 8  # both bins get generated events
+            share, real_share = hits[generated_bin].mean(axis=(0, 1, 2)), real[real_bin].mean(axis=(0, 1, 2))
+            if matches:
+                np.testing.assert_allclose(share, real_share, atol=1.0 / (generated_bin.sum() * 16))
+            else:
+                assert np.all(np.abs(share - real_share) > 0.04)  # the pooled rate, ~0.11, in both bins
 
 
 def test_fit_calibration_gives_each_ring_the_training_hit_rate():

@@ -282,11 +282,14 @@ class JetDiffusion(LossModel):
         energy_fractions: diffuse each pixel's fraction of the event's total energy and scale generated events
             to their energy condition (needs ``energy_quantiles``; ``scales`` / ``log_max`` then describe
             fractions, ``thresholds`` stay in GeV).
-        calibration: ``None`` or, per ring of :attr:`calibration_rings` and per energy cell channel
-            (:attr:`energy_channels`), ``[generated quantiles, real quantiles]``: the quantile map applied to
-            generated events (:meth:`calibrate`; fitted by :meth:`fit_calibration`).
+        calibration: ``None`` or, per bin of event energy (``len(calibration_energy_edges) + 1``), per ring of
+            :attr:`calibration_rings` and per energy cell channel (:attr:`energy_channels`), ``[generated
+            quantiles, real quantiles]``: the quantile map applied to generated events (:meth:`calibrate`;
+            fitted by :meth:`fit_calibration`; the formats without the bin or ring level still load).
         calibration_rings: increasing ring edges of the calibration, in cells from the grid centre
             (:func:`~hep_keras.models.quantile_calibration.ring_of_cells`; ``[]``: one map for the whole grid).
+        calibration_energy_edges: increasing edges (GeV) of the calibration's bins of event energy (``[]``: one
+            bin); a generated event goes through the maps of the bin of the energy it is generated for.
         seed: seed of the training noise.
     """
 
@@ -316,6 +319,7 @@ class JetDiffusion(LossModel):
         energy_fractions: bool = False,
         calibration=None,
         calibration_rings=DEFAULT_RINGS,
+        calibration_energy_edges=(),
         seed: int = 0,
         **kwargs,
     ):
@@ -397,7 +401,7 @@ class JetDiffusion(LossModel):
         self.calibration_rings = [float(edge) for edge in calibration_rings]
         #: (P, P) int32: the calibration ring of every cell of the padded grid
         self.ring_of_cell = ring_of_cells(self.grid_size, self.padded_size, self.calibration_rings)
-        self.set_calibration(calibration)
+        self.set_calibration(calibration, calibration_energy_edges)
         self.build((None, self.image_size, self.image_size, self.channels))
 
     # --- Keras plumbing -------------------------------------------------------------------------------
@@ -448,6 +452,7 @@ class JetDiffusion(LossModel):
             "energy_fractions": self.energy_fractions,
             "calibration": self.calibration,
             "calibration_rings": self.calibration_rings,
+            "calibration_energy_edges": self.calibration_energy_edges,
             "seed": self.seed,
         }
 
@@ -750,7 +755,7 @@ class JetDiffusion(LossModel):
                 default drawn (seeded) from the training spectrum of its class (:meth:`draw_energies`).
         """
         x, energies = self.sample_normalized(labels, steps, eta, guidance, seed, noise, energies)
-        return self.denormalize(self.calibrate(x), energies)
+        return self.denormalize(self.calibrate(x, energies), energies)
 
     def sample_normalized(self, labels, steps=25, eta=0.0, guidance=1.0, seed=0, noise=None, energies=None):
         """The DDIM trajectory of :meth:`sample` without calibration and decoding: ``(x (N, P, P, K)
@@ -763,53 +768,105 @@ class JetDiffusion(LossModel):
         return self.integrate(x, labels, 1.0, 0.0, steps, guidance, eta, seed), energies
 
     # --- calibration -----------------------------------------------------------------------------------
-    def set_calibration(self, tables) -> None:
-        """Set (``None``: remove) the quantile map of generated energies: per ring (``len(calibration_rings) +
-        1``) one ``[generated quantiles, real quantiles]`` table per energy cell channel
-        (:mod:`hep_keras.models.quantile_calibration`). One table per channel without rings (models saved
-        before session 8: one map for the whole grid) is used for every ring."""
+    def set_calibration(self, tables, energy_edges=()) -> None:
+        """Set (``None``: remove) the quantile map of generated energies: per bin of event energy
+        (``len(energy_edges) + 1``, edges in GeV, increasing), per ring (``len(calibration_rings) + 1``) one
+        ``[generated quantiles, real quantiles]`` table per energy cell channel
+        (:mod:`hep_keras.models.quantile_calibration`). Formats of older models load as one energy bin: per
+        ring (session 8 to 11) or one table per channel for the whole grid (before session 8)."""
+        edges = [float(edge) for edge in energy_edges]
+        if edges != sorted(set(edges)):
+            raise ValueError(f"calibration energy edges must be strictly increasing, got {edges}")
         if tables is not None:
             rings = len(self.calibration_rings) + 1
-            if np.ndim(tables[0][0][0]) == 0:  # [channel][side][quantile]: the whole grid's map
-                tables = [tables] * rings
-            tables = [[[[float(v) for v in side] for side in table] for table in ring] for ring in tables]
-            if len(tables) != rings:
-                raise ValueError(f"calibration needs one set of tables per ring ({rings}), got {len(tables)}")
-            for ring in tables:
-                check_quantile_map(ring, len(self.energy_channels))
-            if len({len(side) for ring in tables for table in ring for side in table}) != 1:
+            depth = np.ndim(tables[0][0][0])  # 0: [channel][side][q], 1: [ring][channel]…, 2: [bin][ring]…
+            if depth == 0:
+                tables = [[tables] * rings]
+            elif depth == 1:
+                tables = [tables]
+            tables = [[[[[float(v) for v in side] for side in table] for table in ring] for ring in b] for b in tables]
+            if len(tables) != len(edges) + 1:
+                bins = len(edges) + 1
+                raise ValueError(f"calibration needs one set of tables per energy bin ({bins}), got {len(tables)}")
+            for energy_bin in tables:
+                if len(energy_bin) != rings:
+                    raise ValueError(f"calibration needs one set of tables per ring ({rings}), got {len(energy_bin)}")
+                for ring in energy_bin:
+                    check_quantile_map(ring, len(self.energy_channels))
+            if len({len(side) for b in tables for ring in b for table in ring for side in table}) != 1:
                 raise ValueError("all calibration tables need the same number of quantiles")
-        self.calibration = tables
+        self.calibration, self.calibration_energy_edges = tables, edges
 
-    def calibrate(self, y):
+    def calibrate(self, y, energies=None):
         """Normalised, padded ``(N, P, P, K)`` → the same with every energy channel through the quantile map of
-        its cell's ring (positions unchanged); the identity without calibration."""
+        its cell's ring and its event's energy bin (``energies`` (N,) GeV, the energy each event is generated
+        for; needed only with energy bins); positions unchanged; the identity without calibration."""
         if self.calibration is None:
             return y
-        tables = ops.take(ops.convert_to_tensor(self.calibration, "float32"), self.ring_of_cell, axis=0)
+        tables = ops.convert_to_tensor(self.calibration, "float32")  # (bins, rings, E, 2, K)
+        if not self.calibration_energy_edges:
+            return self._calibrate_ring_by_ring(y, tables[0])
+        if energies is None:
+            raise ValueError("this calibration has energy bins: calibrate needs each event's energy (N,) GeV")
+        edges = ops.convert_to_tensor(self.calibration_energy_edges, "float32")
+        energies = ops.reshape(ops.cast(energies, "float32"), (-1, 1))
+        energy_bin = ops.reshape(ops.sum(ops.cast(energies >= edges[None], "int32"), axis=1), (-1, 1, 1, 1))
+        calibrated = y
+        for b in range(len(self.calibration)):  # every bin's map on the whole batch, kept where the bin is
+            calibrated = ops.where(energy_bin == b, self._calibrate_ring_by_ring(y, tables[b]), calibrated)
+        return calibrated
+
+    def _calibrate_ring_by_ring(self, y, tables):
+        """``y`` (N, P, P, K) through per-ring tables (rings, E, 2, K)."""
+        tables = ops.take(tables, self.ring_of_cell, axis=0)  # (P, P, E, 2, K): one table per cell
         columns = [y[..., j] for j in range(self.cell_channels)]
-        for e, j in enumerate(self.energy_channels):  # tables (P, P, E, 2, K): one table per cell
+        for e, j in enumerate(self.energy_channels):
             columns[j] = quantile_map(columns[j], tables[:, :, e, 0], tables[:, :, e, 1])
         return ops.stack(columns, axis=-1)
 
-    def fit_calibration(self, images, labels, steps=25, guidance=1.0, eta=0.0, seed=0, batch_size=50, progress=None):
+    def fit_calibration(
+        self, images, labels, steps=25, guidance=1.0, eta=0.0, seed=0, batch_size=50, progress=None, energy_bins=1
+    ):
         """Fit the quantile map on training events ``images (N, S, S, C)`` GeV with labels ``(N,)``: N events
         generated with the same labels (and this sampler) against the training events, per energy channel and
         ring over the cells of the grid, as a hurdle at the hit decision (``fit_quantile_map(empty_below=)``:
         the ring's training hit rate exactly, then its hit spectrum). Replaces any previous calibration.
         ``progress(done)`` after each batch. A ring without cells (small grids) gets the map of the whole grid
-        (it is never used)."""
-        sample = tf.function(lambda lab, s: self.sample_normalized(lab, steps, eta, guidance, s)[0])
+        (it is never used).
+
+        ``energy_bins`` > 1 (energy-conditioned models only) fits separate maps per bin of event energy, with
+        edges at the training events' energy quantiles: training events binned by their summed energy,
+        generated ones by the energy they were generated for; a bin without events on either side gets the
+        map of all events. How a jet's energy spreads out from its axis changes with its energy, and one map
+        for all energies only gets the average right (measured: docs/diffusion.md)."""
+        if energy_bins > 1 and not self.energy_conditioning:
+            raise ValueError("energy_bins > 1 needs an energy-conditioned model")
+        sample = tf.function(lambda lab, s: self.sample_normalized(lab, steps, eta, guidance, s))
         labels = np.asarray(labels).reshape(-1).astype("int32")
-        generated = []
+        generated, generated_energy = [], []
         for start in range(0, len(labels), batch_size):
-            batch = tf.constant(labels[start : start + batch_size])
-            generated.append(np.asarray(self._cells(sample(batch, tf.constant(seed + start, tf.int64)))))
+            x, energies = sample(tf.constant(labels[start : start + batch_size]), tf.constant(seed + start, tf.int64))
+            generated.append(np.asarray(self._cells(x)))
+            generated_energy.append(np.zeros(len(x)) if energies is None else np.asarray(energies))
             if progress is not None:
                 progress(min(start + batch_size, len(labels)))
         real = [self._cells(self.normalize(images[i : i + batch_size])) for i in range(0, len(images), batch_size)]
         generated = np.concatenate(generated)[..., self.energy_channels]  # (N, G, G, E)
         real = np.concatenate([np.asarray(cells) for cells in real])[..., self.energy_channels]
+        real_energy = np.asarray(event_energy(images), np.float64)
+        edges = np.quantile(real_energy, np.arange(1, energy_bins) / energy_bins).tolist()
+        generated_bin = np.digitize(np.concatenate(generated_energy), edges)
+        real_bin = np.digitize(real_energy, edges)
+        tables = []
+        for b in range(energy_bins):
+            if np.any(generated_bin == b) and np.any(real_bin == b):
+                tables.append(self._fit_ring_tables(generated[generated_bin == b], real[real_bin == b]))
+            else:
+                tables.append(self._fit_ring_tables(generated, real))
+        self.set_calibration(tables, edges)
+
+    def _fit_ring_tables(self, generated, real) -> list:
+        """Per-ring hurdle tables of generated and real cells ``(M, G, G, E)`` / ``(M', G, G, E)``."""
         rings = self._cells(self.ring_of_cell[None, :, :, None])[0, :, :, 0]  # (G, G)
         energy = len(self.energy_channels)
         tables = []
@@ -817,7 +874,7 @@ class JetDiffusion(LossModel):
             cells = rings == ring if np.any(rings == ring) else np.ones_like(rings, bool)
             values = generated[:, cells].reshape(-1, energy), real[:, cells].reshape(-1, energy)
             tables.append(fit_quantile_map(*values, empty_below=self.transform.hit_threshold))
-        self.set_calibration(tables)
+        return tables
 
     def invert(self, images, steps: int = 50, labels=None, t_end: float = 1.0):
         """Deterministic DDIM inversion of GeV images ``(N, S, S, C)`` to the latent at ``t_end`` (normalised)."""
