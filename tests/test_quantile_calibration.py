@@ -246,7 +246,8 @@ def test_fit_calibration_gives_each_ring_the_training_hit_rate():
 
 
 def test_calibration_events_config():
-    """calibration_events: an integer >= 0 (one error line otherwise); 0 leaves the model uncalibrated."""
+    """calibration_events: an integer >= 0, calibration_energy_bins: >= 1 (one error line otherwise; a float is
+    refused by the config's type check); calibration_events 0 leaves the model uncalibrated."""
     from hep_keras.errors import ConfigError
     from hep_keras.training.config import COMMON_DEFAULTS
     from hep_keras.training.recipes import diffusion as recipe
@@ -254,6 +255,9 @@ def test_calibration_events_config():
     for bad in (-1, 2.5):
         with pytest.raises(ConfigError, match="'calibration_events' must be an integer >= 0"):
             recipe.validate({**COMMON_DEFAULTS, **recipe.DEFAULTS, "calibration_events": bad})
+    for bad in (0, None):
+        with pytest.raises(ConfigError, match="'calibration_energy_bins' must be > 0"):
+            recipe.validate({**COMMON_DEFAULTS, **recipe.DEFAULTS, "calibration_energy_bins": bad})
     model = slot_model()
     recipe.after_training(model, {**recipe.DEFAULTS, "calibration_events": 0}, data=None)
     assert model.calibration is None and model.get_config()["calibration"] is None

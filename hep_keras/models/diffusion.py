@@ -48,8 +48,9 @@ Sampling is DDIM (``eta = 0`` deterministic, ``eta = 1`` equals ancestral DDPM s
 variance) on a uniform grid of ``steps`` times; noise is drawn with stateless seeds ``(seed, step)`` so the
 same seed gives identical events. With a ``calibration`` (fitted after training by :meth:`JetDiffusion.
 fit_calibration`, :mod:`hep_keras.models.quantile_calibration`) the sampled energy numbers go through a
-hurdle quantile map per channel and ring of the cell grid onto the training distribution before decoding
-(the training hit rate of the ring, then its hit spectrum).
+hurdle quantile map per channel, ring of the cell grid and bin of event energy (the event's energy
+condition) onto the training distribution before decoding (the training hit rate of the ring, then its hit
+spectrum).
 Reconstruction is deterministic DDIM inversion (image → noise → image) or partial noising to ``t = strength``
 followed by denoising (SDEdit); it is never calibrated.
 """

@@ -22,7 +22,8 @@ hit/empty boundary, which where a few percent of the values are hits is tens of 
 (measured on the default run's weights: ECAL hits beyond 0.79 rad 5.9 per event for 7.3 real, in all 19.7
 for 21.1; with the hurdle 7.0 and 20.6, the ECAL occupancy W1 1.8–2.6× → 1.4–1.65× floor, docs/diffusion.md).
 Within a ring the training hit rate and hit spectrum are then matched by construction (not evidence of
-quality).
+quality). The model fits these maps per bin of event energy as well (``JetDiffusion.fit_calibration``,
+``energy_bins``): how a jet's energy spreads from its axis changes with its energy.
 
 Shapes: :func:`fit_quantile_map` takes values ``(M, E)`` (E channels); :func:`quantile_map` maps any tensor
 through one table, or through one table per cell (tables ``(..., K)`` broadcast against the values).
