@@ -215,6 +215,9 @@ def test_fit_calibration_per_energy_bin_gives_each_bin_its_hit_rate():
                 np.testing.assert_allclose(share, real_share, atol=1.0 / (generated_bin.sum() * 16))
             else:
                 assert np.all(np.abs(share - real_share) > 0.04)  # the pooled rate, ~0.11, in both bins
+    same = np.repeat(images[16:17], 8, axis=0)  # every event the same energy: the bins' edges coincide, one bin
+    model.fit_calibration(same, labels[:8], steps=2, seed=5, batch_size=8, energy_bins=3)
+    assert model.calibration_energy_edges == [] and len(model.calibration) == 1
 
 
 def test_fit_calibration_gives_each_ring_the_training_hit_rate():

@@ -855,11 +855,13 @@ class JetDiffusion(LossModel):
         generated = np.concatenate(generated)[..., self.energy_channels]  # (N, G, G, E)
         real = np.concatenate([np.asarray(cells) for cells in real])[..., self.energy_channels]
         real_energy = np.asarray(event_energy(images), np.float64)
-        edges = np.quantile(real_energy, np.arange(1, energy_bins) / energy_bins).tolist()
+        # equal quantiles (e.g. many events of one energy) merge their bins; no bin below the lowest energy
+        quantiles = np.unique(np.quantile(real_energy, np.arange(1, energy_bins) / energy_bins))
+        edges = [float(edge) for edge in quantiles if edge > real_energy.min()]
         generated_bin = np.digitize(np.concatenate(generated_energy), edges)
         real_bin = np.digitize(real_energy, edges)
         tables = []
-        for b in range(energy_bins):
+        for b in range(len(edges) + 1):
             if np.any(generated_bin == b) and np.any(real_bin == b):
                 tables.append(self._fit_ring_tables(generated[generated_bin == b], real[real_bin == b]))
             else:
