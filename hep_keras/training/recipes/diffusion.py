@@ -485,8 +485,9 @@ def evaluate(model, config: dict[str, Any], data: DiffusionData, run_dir: Path) 
             "generated energies: "
             + (
                 f"quantile-calibrated on {data.calibration['events']} generated vs training events (each energy "
-                f"channel's distribution over the cells of each of {len(model.calibration[0])} rings, in each of "
-                f"{len(model.calibration)} bins of event energy, matches the training events by construction)"
+                f"channel's distribution over the cells of each of {len(model.calibration[0])} rings"
+                + (f", in each of {len(model.calibration)} bins of event energy," if len(model.calibration) > 1 else "")
+                + " matches the training events by construction)"
                 if model.calibration is not None and data.calibration is not None
                 else "not calibrated"
             ),
