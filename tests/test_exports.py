@@ -89,8 +89,8 @@ def test_diffusion_endpoints(tmp_path, energy):
         image_size=8, widths=[8, 8], embed_dim=8, attention=False, **transform, energy_quantiles=quantiles,
         energy_fractions=energy,
     )  # fmt: skip
-    if energy:  # as fit leaves it: with the quantile calibration of generated energies
-        model.fit_calibration(x, np.array([0, 1, 0, 1, 0]), steps=2)
+    if energy:  # as fit leaves it: with the quantile calibration of generated energies and hit counts
+        model.fit_calibration(x, np.array([0, 1, 0, 1, 0]), steps=2, hit_counts=True)
     data = recipe.DiffusionData(None, None, {}, image_size=8, crop=8, transform=transform, energy_quantiles=quantiles)
     recipe.export(model, {}, data, tmp_path)
     loaded = tf.saved_model.load(str(tmp_path / "saved_model"))

@@ -174,3 +174,4 @@ def test_benchmark_tiny_mode_prints_the_table_with_floors(capsys):
     lines = {line.split(" |")[0].strip("| "): line for line in out.splitlines() if line.startswith("| w1_mass")}
     floor = float(lines["w1_mass [GeV]"].split("|")[3].split("±")[0])
     assert floor > 0  # the real-vs-real floor was computed
+    assert "| network evaluations per event (guidance 1, eta 0) | 2 (target <= 50) |" in out  # the sampler used

@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hep_keras.models.diffusion import JetDiffusion, fit_intensity_transform
+from hep_keras.models.diffusion import HIT_COUNT_SOFTNESS, JetDiffusion, fit_intensity_transform
 from hep_keras.models.quantile_calibration import (
     DEFAULT_PROBABILITIES,
     check_quantile_map,
     fit_quantile_map,
+    hurdle_boundary,
     quantile_map,
     ring_of_cells,
 )
@@ -246,6 +247,114 @@ def test_fit_calibration_gives_each_ring_the_training_hit_rate():
             else:
                 assert np.all(np.abs(share - real_share) > 0.1)  # measured: centre -0.5 .. -0.7, edge +0.2
     assert np.mean(np.asarray(model._cells(raw))[..., model.energy_channels] >= -0.75) > 0.2  # untrained: noise
+
+
+def test_hurdle_boundary_is_where_the_map_makes_a_hit():
+    """The boundary of hurdle tables is the value the map takes to the hit threshold (known answer: linear
+    between the highest empty point and the lowest hit); a table without hits has none."""
+    table = [[-3.0, 0.35, 0.45, 3.0], [-1.0, -1.0, -0.7, 1.0]]
+    boundary = hurdle_boundary(table, -0.75)
+    assert boundary == pytest.approx(0.35 + 0.25 / 0.3 * 0.1)
+    assert float(quantile_map(np.float32(boundary), *table)) == pytest.approx(-0.75, abs=1e-6)
+    assert np.isinf(hurdle_boundary([[-3.0, 0.0, 1.0], [-1.0, -1.0, -1.0]], -0.75))
+    rng = np.random.default_rng(1)
+    generated, real = sparse_values(4000, 0.3, 2)[0], sparse_values(4000, 0.1, 3)[1]
+    fitted = np.asarray(fit_quantile_map(generated[:, None], real[:, None], empty_below=-0.75))  # (1, 2, K)
+    values = rng.uniform(-1, 1, 2000).astype("float32")
+    for table, boundary in zip(fitted, hurdle_boundary(fitted, -0.75), strict=True):
+        hits = np.asarray(quantile_map(values, *table)) >= -0.75
+        np.testing.assert_array_equal(hits, values >= boundary)
+
+
+def test_hit_count_map_moves_only_the_hit_decision():
+    """Known answer: count maps that double and halve every event's (soft) hit count. Each event then has
+    round(2 × soft count) hits per channel (round(soft count / 2); one more where two values tie); the hits it
+    keeps keep their values bit for bit, positions never move; new hits are its highest values that were not
+    hits (one map everywhere), mapped in their order; the hits it loses are its lowest."""
+    model = slot_model(calibration_rings=[])
+    raw, _ = model.sample_normalized(np.array([0, 1, 1, 0]), steps=2, seed=3)
+    table = [[-3.0, 0.35, 0.45, 3.0], [-1.0, -1.0, -0.7, 1.0]]  # hits above raw 0.433 (about a quarter here)
+    model.set_calibration([table] * 6)
+    plain = np.asarray(model._cells(model.calibrate(raw)))
+    values = np.asarray(model._cells(raw))
+    soft = 1.0 / (1.0 + np.exp(-(values - hurdle_boundary(table, -0.75)) / HIT_COUNT_SOFTNESS))
+    energy = np.array(model.energy_channels)
+    for factor in (2.0, 0.5):
+        model.set_calibration([table] * 6, hit_counts=[[[[0.0, 1000.0], [0.0, 1000.0 * factor]]] * 3])
+        mapped = np.asarray(model._cells(model.calibrate(raw)))
+        positions = [j for j in range(18) if j not in energy]
+        np.testing.assert_array_equal(mapped[..., positions], plain[..., positions])
+        for channel in range(3):
+            own = energy[[(j // 3) % 3 == channel for j in energy]]  # its slot energies
+            before, after = plain[..., own] >= -0.75, mapped[..., own] >= -0.75
+            target = np.round(factor * soft[..., own].sum(axis=(1, 2, 3))).astype(int)
+            assert before.sum(axis=(1, 2, 3)).min() >= 3 and 0 < target.min() and target.max() < 32  # counts move
+            v = values[..., own]
+            kth = -np.sort(-v.reshape(4, -1), axis=1)[np.arange(4), target - 1]  # the target-th highest value
+            expected = (v >= kth[:, None, None, None]).sum(axis=(1, 2, 3))  # the target, more where values tie
+            np.testing.assert_array_equal(after.sum(axis=(1, 2, 3)), expected)
+            assert np.all(expected - target <= 1)  # ties are rare: one here
+            kept = before & after
+            np.testing.assert_array_equal(mapped[..., own][kept], plain[..., own][kept])
+            for event in range(4):
+                if factor > 1:
+                    new = after[event] & ~before[event]
+                    assert not np.any(before[event] & ~after[event]) and new.sum() > 0
+                    assert v[event][new].min() > v[event][~after[event]].max()
+                    order = np.argsort(v[event][new])  # the map of their offset values: in the order of their values
+                    assert np.all(np.diff(mapped[..., own][event][new][order]) >= 0)
+                else:
+                    gone = before[event] & ~after[event]
+                    assert not np.any(after[event] & ~before[event]) and gone.sum() > 0
+                    assert v[event][gone].max() < v[event][after[event]].min()
+    clone = JetDiffusion.from_config(model.get_config())
+    assert clone.calibration_hit_counts == model.calibration_hit_counts
+    np.testing.assert_array_equal(np.asarray(clone._cells(clone.calibrate(raw))), mapped)
+    with pytest.raises(ValueError, match="needs the per-cell calibration tables"):
+        model.set_calibration(None, hit_counts=[[[[0.0, 1.0], [0.0, 1.0]]] * 3])
+    with pytest.raises(ValueError, match=r"one set of tables per energy bin \(1\), got 2"):
+        model.set_calibration([table] * 6, hit_counts=[[[[0.0, 1.0], [0.0, 1.0]]] * 3] * 2)
+    with pytest.raises(ValueError, match=r"one table per energy channel \(3\)"):
+        model.set_calibration([table] * 6, hit_counts=[[[[0.0, 1.0], [0.0, 1.0]]] * 2])
+
+
+def test_fit_calibration_with_hit_counts_gives_each_energy_bin_the_training_counts():
+    """Training events whose hit rate differs from event to event (0.5-5 %) where the untrained network's
+    events are all alike: with ``hit_counts`` the generated events the map was fitted on get, per energy bin and
+    channel, the training events' hit counts (by construction, at every eighth to within one hit); the per-cell
+    map alone (baseline) gets the rate of each ring, not how the hits spread over the events."""
+    from hep_keras.models.diffusion import fit_energy_quantiles
+
+    rng = np.random.default_rng(4)
+    rate = rng.uniform(0.005, 0.05, (32, 1, 1, 1))
+    images = np.where(rng.random((32, 20, 20, 3)) < rate, rng.exponential(3.0, (32, 20, 20, 3)), 0.0)
+    images = images.astype("float32")
+    labels = np.arange(32) % 2
+    model = slot_model(calibration_rings=[1.0], energy_quantiles=fit_energy_quantiles(images, labels))
+    model.fit_calibration(images, labels, steps=2, seed=5, batch_size=16, energy_bins=2, hit_counts=True)
+    assert np.shape(model.calibration_hit_counts) == (2, 3, 2, len(DEFAULT_PROBABILITIES))
+    batches = [model.sample_normalized(labels[i : i + 16], steps=2, seed=5 + i) for i in (0, 16)]
+    raw = np.concatenate([np.asarray(x) for x, _ in batches])
+    energies = np.concatenate([np.asarray(e) for _, e in batches])
+    real = np.asarray(model._cells(model.normalize(images)))[..., model.energy_channels] >= -0.75
+    generated_bin = np.digitize(energies, model.calibration_energy_edges)
+    real_bin = np.digitize(images.sum(axis=(1, 2, 3)), model.calibration_energy_edges)
+    for hit_counts in (model.calibration_hit_counts, None):
+        model.set_calibration(model.calibration, model.calibration_energy_edges, hit_counts)
+        worst = []  # per channel and bin: the largest difference of the counts at quantiles 0, 1/8 … 1
+        hits = np.asarray(model._cells(model.calibrate(raw, energies)))[..., model.energy_channels] >= -0.75
+        for channel in range(3):
+            own = np.array([(j // 3) % 3 == channel for j in model.energy_channels])
+            count, real_count = hits[..., own].sum(axis=(1, 2, 3)), real[..., own].sum(axis=(1, 2, 3))
+            for b in (0, 1):
+                assert (generated_bin == b).sum() >= 8
+                quantiles = np.linspace(0, 1, 9)
+                g, r = (np.quantile(c, quantiles) for c in (count[generated_bin == b], real_count[real_bin == b]))
+                worst.append(np.abs(g - r).max())
+        if hit_counts is not None:
+            assert max(worst) <= 1.0
+        else:  # measured: 1.5 to 6 hits, 3 in the median
+            assert max(worst) >= 4 and np.median(worst) >= 2.5
 
 
 def test_calibration_events_config():

@@ -50,7 +50,8 @@ same seed gives identical events. With a ``calibration`` (fitted after training 
 fit_calibration`, :mod:`hep_keras.models.quantile_calibration`) the sampled energy numbers go through a
 hurdle quantile map per channel, ring of the cell grid and bin of event energy (the event's energy
 condition) onto the training distribution before decoding (the training hit rate of the ring, then its hit
-spectrum).
+spectrum), and optionally each event's number of hits per channel onto the training events' counts (only the
+hit decision moves).
 Reconstruction is deterministic DDIM inversion (image → noise → image) or partial noising to ``t = strength``
 followed by denoising (SDEdit); it is never calibrated.
 """
@@ -71,6 +72,7 @@ from hep_keras.models.quantile_calibration import (
     DEFAULT_RINGS,
     check_quantile_map,
     fit_quantile_map,
+    hurdle_boundary,
     quantile_map,
     ring_of_cells,
 )
@@ -79,6 +81,10 @@ from hep_keras.models.unet import build_unet
 SCHEDULES = ("cosine", "linear")
 PREDICTIONS = ("epsilon", "v")
 NULL_LABEL = 2
+#: width (normalised units) of the sigmoid step of the soft hit count that ranks events for the hit-count map: a
+#: hard count plus fractions for values within a few hundredths of their cell's hit boundary (breaks the ties of
+#: integer counts, so that the map spreads events that the network gives the same count)
+HIT_COUNT_SOFTNESS = 0.01
 #: range the predicted clean image is clipped to while sampling (normalised units; -1 = 0 GeV). Not clipped at
 #: -1: that cuts only the low side of the denoiser's scatter around an empty pixel or slot, biases every step's
 #: x̂0 upward and left generated empty slots near -0.8 (docs/diffusion.md: CNN AUC 0.71 → 0.65 without it)
@@ -291,6 +297,10 @@ class JetDiffusion(LossModel):
             (:func:`~hep_keras.models.quantile_calibration.ring_of_cells`; ``[]``: one map for the whole grid).
         calibration_energy_edges: increasing edges (GeV) of the calibration's bins of event energy (``[]``: one
             bin); a generated event goes through the maps of the bin of the energy it is generated for.
+        calibration_hit_counts: ``None`` or, per bin of event energy and per image channel, ``[generated soft
+            hit counts, real hit counts]`` quantiles: the map of each event's number of hits (hit values of the
+            cell grid) that :meth:`calibrate` applies after the per-cell map (fitted by :meth:`fit_calibration`
+            with ``hit_counts``).
         seed: seed of the training noise.
     """
 
@@ -321,6 +331,7 @@ class JetDiffusion(LossModel):
         calibration=None,
         calibration_rings=DEFAULT_RINGS,
         calibration_energy_edges=(),
+        calibration_hit_counts=None,
         seed: int = 0,
         **kwargs,
     ):
@@ -402,7 +413,13 @@ class JetDiffusion(LossModel):
         self.calibration_rings = [float(edge) for edge in calibration_rings]
         #: (P, P) int32: the calibration ring of every cell of the padded grid
         self.ring_of_cell = ring_of_cells(self.grid_size, self.padded_size, self.calibration_rings)
-        self.set_calibration(calibration, calibration_energy_edges)
+        #: (E,) the image channel of every energy cell channel (slot energies, pixels of a patch, the HCAL tower)
+        fine = len(self.fine_channels)
+        sparse = self.cell_channels - int(self.hcal_towers)  # cell channels before the tower
+        self._channel_of_energy = np.array(
+            [(j // 3 if self.slots else j) % fine if j < sparse else self.channels - 1 for j in self.energy_channels]
+        )
+        self.set_calibration(calibration, calibration_energy_edges, calibration_hit_counts)
         self.build((None, self.image_size, self.image_size, self.channels))
 
     # --- Keras plumbing -------------------------------------------------------------------------------
@@ -454,6 +471,7 @@ class JetDiffusion(LossModel):
             "calibration": self.calibration,
             "calibration_rings": self.calibration_rings,
             "calibration_energy_edges": self.calibration_energy_edges,
+            "calibration_hit_counts": self.calibration_hit_counts,
             "seed": self.seed,
         }
 
@@ -769,12 +787,15 @@ class JetDiffusion(LossModel):
         return self.integrate(x, labels, 1.0, 0.0, steps, guidance, eta, seed), energies
 
     # --- calibration -----------------------------------------------------------------------------------
-    def set_calibration(self, tables, energy_edges=()) -> None:
+    def set_calibration(self, tables, energy_edges=(), hit_counts=None) -> None:
         """Set (``None``: remove) the quantile map of generated energies: per bin of event energy
         (``len(energy_edges) + 1``, edges in GeV, increasing), per ring (``len(calibration_rings) + 1``) one
         ``[generated quantiles, real quantiles]`` table per energy cell channel
         (:mod:`hep_keras.models.quantile_calibration`). Formats of older models load as one energy bin: per
-        ring (session 8 to 11) or one table per channel for the whole grid (before session 8)."""
+        ring (session 8 to 11) or one table per channel for the whole grid (before session 8).
+
+        ``hit_counts`` (needs hurdle ``tables``): per energy bin one ``[generated soft hit counts, real hit
+        counts]`` table per image channel, the map of each event's number of hits (:meth:`calibrate`)."""
         edges = [float(edge) for edge in energy_edges]
         if edges != sorted(set(edges)):
             raise ValueError(f"calibration energy edges must be strictly increasing, got {edges}")
@@ -796,22 +817,56 @@ class JetDiffusion(LossModel):
                     check_quantile_map(ring, len(self.energy_channels))
             if len({len(side) for b in tables for ring in b for table in ring for side in table}) != 1:
                 raise ValueError("all calibration tables need the same number of quantiles")
-        self.calibration, self.calibration_energy_edges = tables, edges
+        if hit_counts is not None:
+            if tables is None:
+                raise ValueError("a hit-count calibration needs the per-cell calibration tables")
+            hit_counts = [[[[float(v) for v in side] for side in table] for table in b] for b in hit_counts]
+            if len(hit_counts) != len(tables):
+                raise ValueError(f"hit-count calibration needs one set of tables per energy bin ({len(tables)}), "
+                                 f"got {len(hit_counts)}")  # fmt: skip
+            for energy_bin in hit_counts:
+                check_quantile_map(energy_bin, self.channels)
+            if len({len(side) for b in hit_counts for table in b for side in table}) != 1:
+                raise ValueError("all hit-count calibration tables need the same number of quantiles")
+        self.calibration, self.calibration_energy_edges, self.calibration_hit_counts = tables, edges, hit_counts
+        self._hit_boundary = None if hit_counts is None else self._cell_hit_boundary()  # computed outside any trace
 
     def calibrate(self, y, energies=None):
         """Normalised, padded ``(N, P, P, K)`` → the same with every energy channel through the quantile map of
         its cell's ring and its event's energy bin (``energies`` (N,) GeV, the energy each event is generated
-        for; needed only with energy bins); positions unchanged; the identity without calibration."""
+        for; needed only with energy bins); positions unchanged; the identity without calibration.
+
+        With :attr:`calibration_hit_counts` each event's number of hits per image channel then becomes the real
+        count at the quantile its generated count has (:meth:`fit_calibration`): the event's generated values of
+        that channel are offset by the one number that gives it this many hits under the per-cell map, and only
+        the hit decision moves (cells whose hit decision changes get the map of their offset value: a hit, or a
+        value below the hit decision, 0 GeV; all others the value without the count map)."""
         if self.calibration is None:
             return y
-        tables = ops.convert_to_tensor(self.calibration, "float32")  # (bins, rings, E, 2, K)
+        energy_bin = self._energy_bin(y, energies)
+        calibrated = self._calibrate_cells(y, energy_bin)
+        if self.calibration_hit_counts is None:
+            return calibrated
+        shifted = self._calibrate_cells(self._shift_to_hit_counts(y, energy_bin), energy_bin)
+        threshold = self.transform.hit_threshold
+        return ops.where(ops.not_equal(calibrated >= threshold, shifted >= threshold), shifted, calibrated)
+
+    def _energy_bin(self, y, energies):
+        """``(N,)`` int32: the calibration's energy bin of each event of ``y`` (``energies`` (N,) GeV)."""
         if not self.calibration_energy_edges:
-            return self._calibrate_ring_by_ring(y, tables[0])
+            return ops.zeros((ops.shape(y)[0],), "int32")
         if energies is None:
             raise ValueError("this calibration has energy bins: calibrate needs each event's energy (N,) GeV")
         edges = ops.convert_to_tensor(self.calibration_energy_edges, "float32")
         energies = ops.reshape(ops.cast(energies, "float32"), (-1, 1))
-        energy_bin = ops.reshape(ops.sum(ops.cast(energies >= edges[None], "int32"), axis=1), (-1, 1, 1, 1))
+        return ops.sum(ops.cast(energies >= edges[None], "int32"), axis=1)
+
+    def _calibrate_cells(self, y, energy_bin):
+        """``y`` through the per-cell maps of each event's energy bin ``(N,)``."""
+        tables = ops.convert_to_tensor(self.calibration, "float32")  # (bins, rings, E, 2, K)
+        if len(self.calibration) == 1:
+            return self._calibrate_ring_by_ring(y, tables[0])
+        energy_bin = ops.reshape(energy_bin, (-1, 1, 1, 1))
         calibrated = y
         for b in range(len(self.calibration)):  # every bin's map on the whole batch, kept where the bin is
             calibrated = ops.where(energy_bin == b, self._calibrate_ring_by_ring(y, tables[b]), calibrated)
@@ -825,9 +880,54 @@ class JetDiffusion(LossModel):
             columns[j] = quantile_map(columns[j], tables[:, :, e, 0], tables[:, :, e, 1])
         return ops.stack(columns, axis=-1)
 
+    def _hit_margins(self, y, energy_bin) -> list:
+        """Per image channel ``(N, L)``: every generated energy value of the channel minus the value at which its
+        cell's map (of the event's energy bin) makes it a hit (> 0: a hit; padding cells never)."""
+        if self._hit_boundary is None:
+            self._hit_boundary = self._cell_hit_boundary()
+        boundary = ops.take(ops.convert_to_tensor(self._hit_boundary, "float32"), energy_bin, axis=0)
+        margins = ops.take(y, self.energy_channels, axis=-1) - boundary  # (N, P, P, E)
+        n, cells = ops.shape(y)[0], self.padded_size**2
+        own = [np.flatnonzero(self._channel_of_energy == c) for c in range(self.channels)]
+        return [ops.reshape(ops.take(margins, j, axis=-1), (n, cells * len(j))) for j in own]
+
+    def _cell_hit_boundary(self) -> np.ndarray:
+        """``(bins, P, P, E)``: the generated value at which each cell's hurdle map makes a hit (1e6 in the
+        padding and where a ring has no hits: never)."""
+        per_cell = np.take(self.calibration, self.ring_of_cell, axis=1)  # (bins, P, P, E, 2, K)
+        boundary = hurdle_boundary(per_cell, self.transform.hit_threshold)
+        inside = np.zeros((self.padded_size,) * 2, bool)
+        start, stop = self.pad_before, self.pad_before + self.grid_size
+        inside[start:stop, start:stop] = True
+        return np.where(inside[None, :, :, None] & np.isfinite(boundary), boundary, 1e6).astype("float32")
+
+    @staticmethod
+    def _soft_hit_count(margins):
+        """``(N,)`` the number of hits of margins ``(N, L)``, plus fractions within :data:`HIT_COUNT_SOFTNESS`."""
+        return ops.sum(ops.sigmoid(margins / HIT_COUNT_SOFTNESS), axis=1)
+
+    def _shift_to_hit_counts(self, y, energy_bin):
+        """``y`` with each event's energy values of each channel offset so that its hit count becomes the mapped
+        count: the boundary moves halfway between the count-th and the next largest margin (at most ±4; values
+        that tie there both become hits)."""
+        counts = ops.take(ops.convert_to_tensor(self.calibration_hit_counts, "float32"), energy_bin, axis=0)
+        shifts = []
+        for c, margins in enumerate(self._hit_margins(y, energy_bin)):  # counts (N, C, 2, K)
+            target = ops.round(quantile_map(self._soft_hit_count(margins), counts[:, c, 0], counts[:, c, 1]))
+            ordered = -ops.sort(-margins, axis=1)  # largest first, then one step beyond either end
+            ordered = ops.concatenate([ordered[:, :1] + 0.02, ordered, ordered[:, -1:] - 0.02], axis=1)
+            k = ops.cast(ops.clip(target, 0.0, float(margins.shape[1])), "int32")[:, None]
+            middle = (ops.take_along_axis(ordered, k, axis=1) + ops.take_along_axis(ordered, k + 1, axis=1)) / 2
+            shifts.append(ops.clip(-middle[:, 0], -4.0, 4.0))
+        placement = np.zeros((self.channels, self.cell_channels), "float32")  # channel c → its energy channels
+        placement[self._channel_of_energy, self.energy_channels] = 1.0
+        shift = ops.matmul(ops.stack(shifts, axis=1), ops.convert_to_tensor(placement))  # (N, K)
+        return y + ops.reshape(shift, (-1, 1, 1, self.cell_channels))
+
     def fit_calibration(
-        self, images, labels, steps=25, guidance=1.0, eta=0.0, seed=0, batch_size=50, progress=None, energy_bins=1
-    ):
+        self, images, labels, steps=25, guidance=1.0, eta=0.0, seed=0, batch_size=50, progress=None, energy_bins=1,
+        hit_counts=False,
+    ):  # fmt: skip
         """Fit the quantile map on training events ``images (N, S, S, C)`` GeV with labels ``(N,)``: N events
         generated with the same labels (and this sampler) against the training events, per energy channel and
         ring over the cells of the grid, as a hurdle at the hit decision (``fit_quantile_map(empty_below=)``:
@@ -839,7 +939,13 @@ class JetDiffusion(LossModel):
         edges at the training events' energy quantiles: training events binned by their summed energy,
         generated ones by the energy they were generated for; a bin without events on either side gets the
         map of all events. How a jet's energy spreads out from its axis changes with its energy, and one map
-        for all energies only gets the average right (measured: docs/diffusion.md)."""
+        for all energies only gets the average right (measured: docs/diffusion.md).
+
+        ``hit_counts`` also fits, per energy bin and image channel, the quantile map of each event's number of
+        hits: the generated events' soft hit counts under the per-cell map onto the training events' hit counts
+        (hits per event: the per-cell map matches each ring's hit rate, not how the hits spread over events;
+        measured: generated ECAL counts too alike, docs/diffusion.md). Each bin's distribution of hit counts is
+        then the training one by construction (not evidence of quality)."""
         if energy_bins > 1 and not self.energy_conditioning:
             raise ValueError("energy_bins > 1 needs an energy-conditioned model")
         sample = tf.function(lambda lab, s: self.sample_normalized(lab, steps, eta, guidance, s))
@@ -847,12 +953,13 @@ class JetDiffusion(LossModel):
         generated, generated_energy = [], []
         for start in range(0, len(labels), batch_size):
             x, energies = sample(tf.constant(labels[start : start + batch_size]), tf.constant(seed + start, tf.int64))
-            generated.append(np.asarray(self._cells(x)))
+            generated.append(np.asarray(x))
             generated_energy.append(np.zeros(len(x)) if energies is None else np.asarray(energies))
             if progress is not None:
                 progress(min(start + batch_size, len(labels)))
         real = [self._cells(self.normalize(images[i : i + batch_size])) for i in range(0, len(images), batch_size)]
-        generated = np.concatenate(generated)[..., self.energy_channels]  # (N, G, G, E)
+        generated = np.concatenate(generated)  # (N, P, P, K)
+        generated_cells = np.asarray(self._cells(generated))[..., self.energy_channels]  # (N, G, G, E)
         real = np.concatenate([np.asarray(cells) for cells in real])[..., self.energy_channels]
         real_energy = np.asarray(event_energy(images), np.float64)
         # equal quantiles (e.g. many events of one energy) merge their bins; no bin below the lowest energy
@@ -860,13 +967,25 @@ class JetDiffusion(LossModel):
         edges = [float(edge) for edge in quantiles if edge > real_energy.min()]
         generated_bin = np.digitize(np.concatenate(generated_energy), edges)
         real_bin = np.digitize(real_energy, edges)
-        tables = []
-        for b in range(len(edges) + 1):
-            if np.any(generated_bin == b) and np.any(real_bin == b):
-                tables.append(self._fit_ring_tables(generated[generated_bin == b], real[real_bin == b]))
-            else:
-                tables.append(self._fit_ring_tables(generated, real))
+        both = [np.any(generated_bin == b) and np.any(real_bin == b) for b in range(len(edges) + 1)]
+        tables = [
+            self._fit_ring_tables(generated_cells[generated_bin == b], real[real_bin == b])
+            if both[b] else self._fit_ring_tables(generated_cells, real)
+            for b in range(len(edges) + 1)
+        ]  # fmt: skip
         self.set_calibration(tables, edges)
+        if not hit_counts:
+            return
+        margins = self._hit_margins(generated, generated_bin.astype("int32"))
+        soft = np.stack([np.asarray(self._soft_hit_count(m)) for m in margins], axis=1)  # (N, C)
+        hits = real >= self.transform.hit_threshold  # (N', G, G, E)
+        counts = np.stack([hits[..., self._channel_of_energy == c].sum(axis=(1, 2, 3)) for c in range(self.channels)])
+        counts = counts.T  # (N', C)
+        count_tables = [
+            fit_quantile_map(*((soft[generated_bin == b], counts[real_bin == b]) if both[b] else (soft, counts)))
+            for b in range(len(edges) + 1)
+        ]
+        self.set_calibration(tables, edges, count_tables)
 
     def _fit_ring_tables(self, generated, real) -> list:
         """Per-ring hurdle tables of generated and real cells ``(M, G, G, E)`` / ``(M', G, G, E)``."""

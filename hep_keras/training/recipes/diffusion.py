@@ -72,6 +72,10 @@ DEFAULTS: dict[str, Any] = {
     # energy terciles): high-level AUC 0.684 -> 0.646, jet mass W1 1.64 -> 1.50x floor on the default run's weights
     # (docs/diffusion.md)
     "calibration_energy_bins": 3,
+    # then map each event's hit count per channel onto the training events' counts (per energy bin; only the hit
+    # decision moves): the per-cell map gives every ring its hit rate but the events too alike a count
+    # (docs/diffusion.md)
+    "calibration_hit_counts": True,
     "sample_steps": 25,  # DDIM steps for the evaluation samples
     "recon_steps": 50,  # DDIM inversion steps for the evaluation reconstructions
     "recon_events": 32,  # held-out events reconstructed in the evaluation
@@ -248,6 +252,7 @@ def after_training(model, config: dict[str, Any], data: DiffusionData) -> None:
         events["X_jets"], events["y"], config["sample_steps"], config["guidance"], config["eta"],
         seed=config["seed"] + 2, progress=bar.update,
         energy_bins=config["calibration_energy_bins"] if config["energy_conditioning"] else 1,
+        hit_counts=config["calibration_hit_counts"],
     )  # fmt: skip
     data.calibration = {"events": len(events["y"]), "seconds": time.perf_counter() - clock}
 
@@ -487,6 +492,7 @@ def evaluate(model, config: dict[str, Any], data: DiffusionData, run_dir: Path) 
                 f"quantile-calibrated on {data.calibration['events']} generated vs training events (each energy "
                 f"channel's distribution over the cells of each of {len(model.calibration[0])} rings"
                 + (f", in each of {len(model.calibration)} bins of event energy," if len(model.calibration) > 1 else "")
+                + (", and each channel's hits per event," if model.calibration_hit_counts is not None else "")
                 + " matches the training events by construction)"
                 if model.calibration is not None and data.calibration is not None
                 else "not calibrated"
