@@ -17,6 +17,8 @@ the reference a perfect generator of the training distribution would reach on th
 such a sample moves by up to ~2.5× the floor); the high-level features that separate generated from real events most
 (each alone, beside its real-vs-real value); then network evaluations per event and generated events/s at the
 export's steps beside a 1000-step ancestral DDPM of the same network (timed on ``--ddpm-events`` events).
+Sampling uses the export's guidance and η (the sampler its calibration was fitted for) unless ``--guidance`` /
+``--eta`` say otherwise.
 ``--no-calibration`` samples the same weights without the quantile calibration of generated energies (the
 calibration's baseline). One seed's classifier AUCs move by about ±0.03 with the A/B split and the sampled events:
 ``--repeats R`` also prints the HL and CNN AUCs (and their floors) for seeds ``seed … seed + R - 1``, each its own
