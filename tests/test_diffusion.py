@@ -240,7 +240,9 @@ def test_fit_cli_writes_run_and_export(cli_run):
     stages = {"calibration", "sampling", "reconstruction", "classifiers", "figures", "total"}
     assert set(metrics["evaluation_seconds"]) == stages
     # the 40-event file has 32 training events: all of them calibrate (fewer than calibration_events = 400)
-    assert any("quantile-calibrated on 32 generated vs training events" in note for note in metrics["notes"])
+    note = next(note for note in metrics["notes"] if note.startswith("generated energies: "))
+    assert "quantile-calibrated on 32 generated vs training events" in note
+    assert "and each channel's hits per event, matches the training events by construction" in note
     assert (cli_run["run"] / "DONE").is_file() and (cli_run["run"] / "figures" / "reconstruction_0.png").is_file()
     for figure in ("generated_mean_images", "generated_events", "generated_occupancy"):
         assert (cli_run["run"] / "figures" / f"{figure}.png").is_file()

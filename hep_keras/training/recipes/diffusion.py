@@ -491,8 +491,9 @@ def evaluate(model, config: dict[str, Any], data: DiffusionData, run_dir: Path) 
             + (
                 f"quantile-calibrated on {data.calibration['events']} generated vs training events (each energy "
                 f"channel's distribution over the cells of each of {len(model.calibration[0])} rings"
-                + (f", in each of {len(model.calibration)} bins of event energy," if len(model.calibration) > 1 else "")
-                + (", and each channel's hits per event," if model.calibration_hit_counts is not None else "")
+                + (f", in each of {len(model.calibration)} bins of event energy" if len(model.calibration) > 1 else "")
+                + (", and each channel's hits per event" if model.calibration_hit_counts is not None else "")
+                + ("," if len(model.calibration) > 1 or model.calibration_hit_counts is not None else "")
                 + " matches the training events by construction)"
                 if model.calibration is not None and data.calibration is not None
                 else "not calibrated"
