@@ -490,6 +490,9 @@ def test_hit_slot_model_round_trip_and_sampling_clip():
     per_block = (images[..., :2] > 0).reshape(4, 25, 5, 25, 5, 2).sum(axis=(2, 4))
     assert per_block.max() == 2
     np.testing.assert_allclose(np.asarray(model.denormalize(y)), images, rtol=1e-5, atol=1e-6)
+    from hep_keras.models.diffusion import representation_round_trip  # the same, in batches (of 3 here)
+
+    np.testing.assert_allclose(representation_round_trip(model, images, batch_size=3), images, rtol=1e-5, atol=1e-6)
     noisy = tf.random.stateless_normal((2, 26, 26, 13), (1, 2))
     _, x0 = model.denoise(noisy, 0.5, tf.constant([0, 1]), clip=True)
     x0 = np.asarray(x0)

@@ -175,3 +175,61 @@ def test_benchmark_tiny_mode_prints_the_table_with_floors(capsys):
     floor = float(lines["w1_mass [GeV]"].split("|")[3].split("±")[0])
     assert floor > 0  # the real-vs-real floor was computed
     assert "| network evaluations per event (guidance 1, eta 0) | 2 (target <= 50) |" in out  # the sampler used
+
+
+def copy_sample_events(path: Path, indices: np.ndarray) -> Path:
+    """A file in the dataset schema holding the given events of the shipped sample, in that order."""
+    import h5py
+
+    from hep_keras.data import read_events
+    from hep_keras.data.sample import SAMPLE_PATH
+
+    events = read_events(SAMPLE_PATH, indices)
+    with h5py.File(path, "w") as handle:
+        for key, values in events.items():
+            handle.create_dataset(key, data=values)
+    return path
+
+
+def test_independent_events_come_from_the_given_file_and_never_from_the_training_file(tmp_path, make_jet_file):
+    """--test-data: a seeded choice of the independent file's events (images with their labels); the training file
+    itself and images of another shape are one error line naming the file."""
+    from hep_keras.data.sample import SAMPLE_PATH
+    from hep_keras.errors import DataError
+
+    module = benchmark_module()
+    trained_on = {"path": str(SAMPLE_PATH), "image_shape": [125, 125, 3], "crop": None}
+    rows = np.arange(100, 130)
+    path = copy_sample_events(tmp_path / "heldout.h5", rows)
+    images, labels = module.independent_events(str(path), 20, trained_on)
+    assert images.shape == (20, 125, 125, 3) and labels.dtype == np.int32
+    again, _ = module.independent_events(str(path), 20, trained_on)
+    np.testing.assert_array_equal(images, again)  # the same events every time
+    from hep_keras.data import read_events
+
+    stored = read_events(path, np.arange(30))
+    totals = {round(float(x.sum()), 3): int(y) for x, y in zip(stored["X_jets"], stored["y"], strict=True)}
+    picked = [round(float(x.sum()), 3) for x in images]
+    assert len(set(picked)) == 20 and [totals[t] for t in picked] == labels.tolist()  # 20 of its events, own labels
+    cropped, _ = module.independent_events(str(path), 5, dict(trained_on, crop=32))
+    assert cropped.shape == (5, 32, 32, 3)  # the export's crop applies alike
+    with pytest.raises(DataError, match="qg_sample.h5: is the file the export was trained on"):
+        module.independent_events(str(SAMPLE_PATH), 20, trained_on)
+    with pytest.raises(DataError, match=r"small.h5: images are \(16, 16, 3\), the export was trained on \(125, 125, 3"):
+        module.independent_events(str(make_jet_file("small.h5", size=16)), 20, trained_on)
+
+
+def test_benchmark_takes_held_out_events_from_an_independent_file(tmp_path, make_jet_file, capsys):
+    module = benchmark_module()
+    path = copy_sample_events(tmp_path / "heldout.h5", np.arange(200, 240))
+    assert module.main(["--tiny", "--events", "24", "--test-data", str(path), "--ceiling"]) == 0
+    out = capsys.readouterr().out
+    assert f"24 held-out events of the independent file {path} (125x125x3), A = 12, B = generated = 12" in out
+    ceiling = out.split("Representation ceiling (not a model output)")[1].split("| measure |")[1].split("\n\n")[0]
+    rows = {line.split(" |")[0].strip("| "): line.split("|") for line in ceiling.splitlines() if line.startswith("| ")}
+    assert len(rows) == 11  # the quality table's measures
+    for channel in ("tracks", "ecal", "hcal"):  # every channel's energy is kept by the hit slots
+        assert rows[f"w1_energy_{channel} [GeV]"][2] == rows[f"w1_energy_{channel} [GeV]"][3]  # generated == floor
+    assert module.main(["--tiny", "--test-data", str(make_jet_file("small.h5", size=16))]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "small.h5: images are (16, 16, 3)" in err[0]

@@ -1150,6 +1150,17 @@ def make_partial_reconstruct_fn(model: JetDiffusion):
     return reconstruct_partial
 
 
+def representation_round_trip(model: JetDiffusion, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """Real events ``(N, S, S, C)`` GeV through the model's representation and back (``normalize`` then
+    ``denormalize`` with each event's own energy), no network: with hit slots, what the best generator of these
+    events could hand in (a block's 3rd and later hits merged into its hottest slot). Returns GeV numpy."""
+    out = []
+    for start in range(0, len(images), batch_size):
+        x = np.asarray(images[start : start + batch_size], np.float32)
+        out.append(np.asarray(model.denormalize(model.normalize(x), x.sum(axis=(1, 2, 3)))))
+    return np.concatenate(out) if out else np.zeros((0, *np.shape(images)[1:]), np.float32)
+
+
 def sample_in_batches(
     sample_labels,
     labels: np.ndarray,

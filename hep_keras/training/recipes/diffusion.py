@@ -391,6 +391,7 @@ def evaluate(model, config: dict[str, Any], data: DiffusionData, run_dir: Path) 
         quality_table,
     )
     from hep_keras.evaluation.plots import plot_observable_histograms
+    from hep_keras.models.diffusion import representation_round_trip
 
     figures = Path(run_dir) / "figures"
     figures.mkdir(parents=True, exist_ok=True)
@@ -423,10 +424,7 @@ def evaluate(model, config: dict[str, Any], data: DiffusionData, run_dir: Path) 
     comparison = compare_generated(real, generated, seed=config["seed"])
     ceiling = None
     if model.slots:  # B's real events through the hit slots and back: the best any generator of them can do
-        chunks = [real[b_idx[i : i + 64]] for i in range(0, len(b_idx), 64)]
-        round_trip = np.concatenate(
-            [np.asarray(model.denormalize(model.normalize(x), x.sum(axis=(1, 2, 3)))) for x in chunks]
-        )
+        round_trip = representation_round_trip(model, real[b_idx])
         ceiling = quality_table(
             real[a_idx], real[b_idx], round_trip, labels[a_idx], labels[b_idx],
             cnn_epochs=config["two_sample_epochs"], seed=config["seed"],
