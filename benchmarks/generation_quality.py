@@ -313,6 +313,8 @@ def main(argv: list[str] | None = None) -> int:
             "decoded, in the 'generated' column (what any generator in this representation can reach):"
         )
         print(format_table(diagnostics["ceiling"]))
+    elif args.ceiling:
+        print("\n(--ceiling: the model has no hit slots; its representation keeps every pixel, so no ceiling table)")
     if len(diagnostics["repeats"]) > 1:
         print_repeats(diagnostics["repeats"])
     print()
