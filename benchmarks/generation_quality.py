@@ -43,6 +43,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 from pathlib import Path
@@ -140,6 +141,28 @@ def classifier_aucs(seed: int, rows: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def sampling(stage: str, sample, labels: np.ndarray, steps: int, seed: int, guidance: float, eta: float) -> np.ndarray:
+    """:func:`~hep_keras.models.diffusion.sample_in_batches` in batches of 32 with a Keras progress bar on stderr
+    (stdout keeps only the tables)."""
+    from hep_keras.models.diffusion import sample_in_batches
+    from hep_keras.progress import stage_bar
+
+    with contextlib.redirect_stdout(sys.stderr):
+        bar = stage_bar(stage, len(labels))
+        return sample_in_batches(sample, labels, steps, seed, guidance, eta, batch_size=32, progress=bar.update)
+
+
+def scored(stage: str, **kwargs) -> list[dict[str, Any]]:
+    """:func:`~hep_keras.evaluation.generation_quality.quality_table` with a Keras progress bar on stderr."""
+    from hep_keras.evaluation.generation_quality import quality_table
+    from hep_keras.progress import stage_bar
+
+    with contextlib.redirect_stdout(sys.stderr):
+        bar = stage_bar(stage, 1, unit="measure")
+        update = lambda name, done, total: (setattr(bar, "target", total), bar.update(done))  # noqa: E731
+        return quality_table(progress=update, **kwargs)
+
+
 def run(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any], str]:
     """Compute the tables; returns ``(quality rows, speed numbers, diagnostics, description)``; diagnostics:
     ``separation`` (feature separation rows), ``patch``, for ``patch > 1`` ``centre_share`` (one line: the
@@ -151,7 +174,6 @@ def run(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, Any],
         block_centre_share,
         describe_block_centre_share,
         feature_separation,
-        quality_table,
     )
     from hep_keras.models.diffusion import representation_round_trip, sample_in_batches
 
@@ -187,7 +209,7 @@ def run(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, Any],
     a_idx, b_idx = split_halves(len(real), args.seed)
     sample_in_batches(sample, labels[:2], steps, args.seed, guidance, eta)  # trace outside the timing
     start = time.perf_counter()
-    generated = sample_in_batches(sample, labels[b_idx], steps, args.seed, guidance, eta, batch_size=32)
+    generated = sampling(f"sampling B ({steps} DDIM steps)", sample, labels[b_idx], steps, args.seed, guidance, eta)
     per_second = len(b_idx) / (time.perf_counter() - start)
 
     ddpm_labels = labels[b_idx][: args.ddpm_events]
@@ -199,12 +221,11 @@ def run(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, Any],
     qg = None
     if args.qg_samples > 1:  # more generated events for the quark/gluon row only (new seed: new events)
         more_labels = np.tile(labels[b_idx], args.qg_samples - 1)
-        more = sample_in_batches(sample, more_labels, steps, args.seed + 1, guidance, eta, batch_size=32)
+        more = sampling("sampling the q/g row's extra events", sample, more_labels, steps, args.seed + 1, guidance, eta)
         qg = (np.concatenate([generated, more]), np.concatenate([labels[b_idx], more_labels]))
-    rows = quality_table(
-        real[a_idx], real[b_idx], generated, labels[a_idx], labels[b_idx], cnn_epochs=args.cnn_epochs, seed=args.seed,
-        qg_generated=qg,
-    )  # fmt: skip
+    split = {"real_a": real[a_idx], "real_b": real[b_idx], "labels_a": labels[a_idx], "labels_b": labels[b_idx]}
+    split |= {"cnn_epochs": args.cnn_epochs, "seed": args.seed}
+    rows = scored("classifiers and W1: generated vs real", generated=generated, qg_generated=qg, **split)
     speed = {
         "network_evaluations_per_event": steps * (1 if guidance == 1 else 2),
         "guidance": guidance,
@@ -220,19 +241,17 @@ def run(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, Any],
         diagnostics["centre_share"] = describe_block_centre_share(*shares, patch)
     path, n_events, config, crop = source
     reference = training_reference(path, n_events, config, labels[b_idx], args.seed, crop)
-    diagnostics["reference"] = quality_table(
-        real[a_idx], real[b_idx], reference, labels[a_idx], labels[b_idx], cnn_epochs=args.cnn_epochs, seed=args.seed
-    )
+    diagnostics["reference"] = scored("classifiers and W1: training-split reference", generated=reference, **split)
     if args.ceiling and getattr(model, "slots", 0):  # B through the hit slots and back: the representation's own
-        diagnostics["ceiling"] = quality_table(
-            real[a_idx], real[b_idx], representation_round_trip(model, real[b_idx]), labels[a_idx], labels[b_idx],
-            cnn_epochs=args.cnn_epochs, seed=args.seed,
-        )  # fmt: skip
+        round_trip = representation_round_trip(model, real[b_idx])
+        diagnostics["ceiling"] = scored("classifiers and W1: representation ceiling", generated=round_trip, **split)
     diagnostics["repeats"] = [classifier_aucs(args.seed, rows)]
     for seed in range(args.seed + 1, args.seed + args.repeats):  # other A/B splits and sampling seeds
         a, b = split_halves(len(real), seed)
-        more = sample_in_batches(sample, labels[b], steps, seed, guidance, eta, batch_size=32)
-        seed_rows = quality_table(real[a], real[b], more, labels[a], labels[b], cnn_epochs=args.cnn_epochs, seed=seed)
+        more = sampling(f"sampling B of seed {seed}", sample, labels[b], steps, seed, guidance, eta)
+        seed_split = {"real_a": real[a], "real_b": real[b], "labels_a": labels[a], "labels_b": labels[b]}
+        seed_split |= {"cnn_epochs": args.cnn_epochs, "seed": seed}
+        seed_rows = scored(f"classifiers and W1: seed {seed}", generated=more, **seed_split)
         diagnostics["repeats"].append(classifier_aucs(seed, seed_rows))
     shape = "x".join(map(str, real.shape[1:]))
     held_out = f"events of the independent file {args.test_data}" if args.test_data else "test events"
