@@ -221,6 +221,62 @@ def test_fit_calibration_per_energy_bin_gives_each_bin_its_hit_rate():
     assert model.calibration_energy_edges == [] and len(model.calibration) == 1
 
 
+def test_per_class_calibration_gives_each_event_the_map_of_its_class_and_energy():
+    """Known shifts per (class, energy bin), class-major: quark, gluon and all events; label 2 (unconditional)
+    and no labels take the maps of all events; sampling applies the class of each label; the flag and tables
+    round-trip through the config; a table count that does not fit is refused."""
+    model = slot_model(calibration_rings=[1.0])
+    labels = np.array([0, 1, 2, 0, 1])
+    raw, _ = model.sample_normalized(labels, steps=2, seed=3)
+
+    def shifted(value):  # every energy value + value, the same in both rings
+        table = [[[-2.0, 2.0], [-2.0 + value, 2.0 + value]]] * 6
+        return [table, table]
+
+    shifts = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]  # quark low/high energy, gluon low/high, all low/high
+    model.set_calibration([shifted(v) for v in shifts], energy_edges=[50.0], per_class=True)
+    energies = np.array([10.0, 10.0, 10.0, 60.0, 60.0])
+    cells = np.asarray(model._cells(raw))[..., model.energy_channels]
+    for given, expected in ((labels, [0.1, 0.3, 0.5, 0.2, 0.4]), (None, [0.5, 0.5, 0.5, 0.6, 0.6])):
+        calibrated = np.asarray(model._cells(model.calibrate(raw, energies, given)))[..., model.energy_channels]
+        np.testing.assert_allclose(calibrated, cells + np.array(expected)[:, None, None, None], atol=1e-5)
+    clone = JetDiffusion.from_config(model.get_config())
+    assert clone.calibration_per_class and clone.calibration == model.calibration
+    with pytest.raises(ValueError, match=r"per energy bin and class \(quark, gluon, all\) \(6\), got 2"):
+        model.set_calibration([shifted(0.1), shifted(0.2)], energy_edges=[50.0], per_class=True)
+
+
+def test_fit_calibration_per_class_gives_each_class_its_hit_rate():
+    """Quark training events with a 2 % hit rate, gluon events with 20 %: fitted per class, the generated quark
+    and gluon events the map was fitted on get their own class's training hit rate (by construction, to within
+    one value per ring) and the unconditional label gets the rate of all events; one map for both classes
+    (baseline) gives both classes the average rate. With hit counts, one count map per class and energy bin."""
+    rng = np.random.default_rng(4)
+    labels = np.arange(32) % 2
+    rate = np.where(labels == 0, 0.02, 0.2)[:, None, None, None]
+    images = np.where(rng.random((32, 20, 20, 3)) < rate, rng.exponential(3.0, (32, 20, 20, 3)), 0.0)
+    images = images.astype("float32")
+    for per_class in (True, False):
+        model = slot_model(calibration_rings=[])
+        model.fit_calibration(images, labels, steps=2, seed=5, batch_size=16, per_class=per_class)
+        assert len(model.calibration) == (3 if per_class else 1)
+        real = np.asarray(model._cells(model.normalize(images)))[..., model.energy_channels] >= -0.75
+        batches = [model.sample_normalized(labels[i : i + 16], steps=2, seed=5 + i)[0] for i in (0, 16)]
+        raw = np.concatenate([np.asarray(x) for x in batches])
+        for given in (labels, np.full(32, 2)):
+            hits = np.asarray(model._cells(model.calibrate(raw, None, given)))[..., model.energy_channels] >= -0.75
+            for c in (0, 1):
+                share, real_share = hits[labels == c].mean(), real[labels == c].mean()
+                if per_class and given is labels:
+                    np.testing.assert_allclose(share, real_share, atol=1.0 / (16 * 16))
+                else:  # the rate of all events, ~0.11, for both classes
+                    assert abs(share - real_share) > 0.04
+            if given is not labels or not per_class:
+                np.testing.assert_allclose(hits.mean(), real.mean(), atol=1.0 / (32 * 16))
+    model.fit_calibration(images, labels, steps=2, seed=5, batch_size=16, per_class=True, hit_counts=True)
+    assert np.shape(model.calibration_hit_counts) == (3, 3, 2, len(DEFAULT_PROBABILITIES))
+
+
 def test_fit_calibration_gives_each_ring_the_training_hit_rate():
     """By construction: per ring, the fitted map takes the generated energies onto the training events' hit
     rate. The training hits crowd the centre while the untrained network's noise is uniform, so one map for

@@ -81,6 +81,9 @@ from hep_keras.models.unet import build_unet
 SCHEDULES = ("cosine", "linear")
 PREDICTIONS = ("epsilon", "v")
 NULL_LABEL = 2
+#: the label groups of a per-class calibration, in the order of its bins: the events of label 0, of label 1, and
+#: all events (for unconditional events, label NULL_LABEL)
+CALIBRATION_CLASSES = ("quark", "gluon", "all")
 #: width (normalised units) of the sigmoid step of the soft hit count that ranks events for the hit-count map: a
 #: hard count plus fractions for values within a few hundredths of their cell's hit boundary (breaks the ties of
 #: integer counts, so that the map spreads events that the network gives the same count)
@@ -301,6 +304,9 @@ class JetDiffusion(LossModel):
             hit counts, real hit counts]`` quantiles: the map of each event's number of hits (hit values of the
             cell grid) that :meth:`calibrate` applies after the per-cell map (fitted by :meth:`fit_calibration`
             with ``hit_counts``).
+        calibration_per_class: the calibration's bins are (class, energy bin): quark, gluon and all events, each
+            with ``len(calibration_energy_edges) + 1`` energy bins (class-major); a quark or gluon event goes
+            through its class's maps, an unconditional one (label 2) through those of all events.
         seed: seed of the training noise.
     """
 
@@ -332,6 +338,7 @@ class JetDiffusion(LossModel):
         calibration_rings=DEFAULT_RINGS,
         calibration_energy_edges=(),
         calibration_hit_counts=None,
+        calibration_per_class: bool = False,
         seed: int = 0,
         **kwargs,
     ):
@@ -419,7 +426,7 @@ class JetDiffusion(LossModel):
         self._channel_of_energy = np.array(
             [(j // 3 if self.slots else j) % fine if j < sparse else self.channels - 1 for j in self.energy_channels]
         )
-        self.set_calibration(calibration, calibration_energy_edges, calibration_hit_counts)
+        self.set_calibration(calibration, calibration_energy_edges, calibration_hit_counts, calibration_per_class)
         self.build((None, self.image_size, self.image_size, self.channels))
 
     # --- Keras plumbing -------------------------------------------------------------------------------
@@ -472,6 +479,7 @@ class JetDiffusion(LossModel):
             "calibration_rings": self.calibration_rings,
             "calibration_energy_edges": self.calibration_energy_edges,
             "calibration_hit_counts": self.calibration_hit_counts,
+            "calibration_per_class": self.calibration_per_class,
             "seed": self.seed,
         }
 
@@ -774,7 +782,7 @@ class JetDiffusion(LossModel):
                 default drawn (seeded) from the training spectrum of its class (:meth:`draw_energies`).
         """
         x, energies = self.sample_normalized(labels, steps, eta, guidance, seed, noise, energies)
-        return self.denormalize(self.calibrate(x, energies), energies)
+        return self.denormalize(self.calibrate(x, energies, labels), energies)
 
     def sample_normalized(self, labels, steps=25, eta=0.0, guidance=1.0, seed=0, noise=None, energies=None):
         """The DDIM trajectory of :meth:`sample` without calibration and decoding: ``(x (N, P, P, K)
@@ -787,9 +795,10 @@ class JetDiffusion(LossModel):
         return self.integrate(x, labels, 1.0, 0.0, steps, guidance, eta, seed), energies
 
     # --- calibration -----------------------------------------------------------------------------------
-    def set_calibration(self, tables, energy_edges=(), hit_counts=None) -> None:
+    def set_calibration(self, tables, energy_edges=(), hit_counts=None, per_class=False) -> None:
         """Set (``None``: remove) the quantile map of generated energies: per bin of event energy
-        (``len(energy_edges) + 1``, edges in GeV, increasing), per ring (``len(calibration_rings) + 1``) one
+        (``len(energy_edges) + 1``, edges in GeV, increasing; with ``per_class`` those bins for quark, gluon and
+        all events, class-major), per ring (``len(calibration_rings) + 1``) one
         ``[generated quantiles, real quantiles]`` table per energy cell channel
         (:mod:`hep_keras.models.quantile_calibration`). Formats of older models load as one energy bin: per
         ring (session 8 to 11) or one table per channel for the whole grid (before session 8).
@@ -807,9 +816,10 @@ class JetDiffusion(LossModel):
             elif depth == 1:
                 tables = [tables]
             tables = [[[[[float(v) for v in side] for side in table] for table in ring] for ring in b] for b in tables]
-            if len(tables) != len(edges) + 1:
-                bins = len(edges) + 1
-                raise ValueError(f"calibration needs one set of tables per energy bin ({bins}), got {len(tables)}")
+            bins = (len(edges) + 1) * (len(CALIBRATION_CLASSES) if per_class else 1)
+            if len(tables) != bins:
+                what = "energy bin and class (quark, gluon, all)" if per_class else "energy bin"
+                raise ValueError(f"calibration needs one set of tables per {what} ({bins}), got {len(tables)}")
             for energy_bin in tables:
                 if len(energy_bin) != rings:
                     raise ValueError(f"calibration needs one set of tables per ring ({rings}), got {len(energy_bin)}")
@@ -829,12 +839,14 @@ class JetDiffusion(LossModel):
             if len({len(side) for b in hit_counts for table in b for side in table}) != 1:
                 raise ValueError("all hit-count calibration tables need the same number of quantiles")
         self.calibration, self.calibration_energy_edges, self.calibration_hit_counts = tables, edges, hit_counts
+        self.calibration_per_class = bool(per_class)
         self._hit_boundary = None if hit_counts is None else self._cell_hit_boundary()  # computed outside any trace
 
-    def calibrate(self, y, energies=None):
+    def calibrate(self, y, energies=None, labels=None):
         """Normalised, padded ``(N, P, P, K)`` → the same with every energy channel through the quantile map of
         its cell's ring and its event's energy bin (``energies`` (N,) GeV, the energy each event is generated
-        for; needed only with energy bins); positions unchanged; the identity without calibration.
+        for; needed only with energy bins) and, with :attr:`calibration_per_class`, its class (``labels`` (N,)
+        0 quark, 1 gluon, 2 or ``None`` all events); positions unchanged; the identity without calibration.
 
         With :attr:`calibration_hit_counts` each event's number of hits per image channel then becomes the real
         count at the quantile its generated count has (:meth:`fit_calibration`): the event's generated values of
@@ -843,13 +855,24 @@ class JetDiffusion(LossModel):
         value below the hit decision, 0 GeV; all others the value without the count map)."""
         if self.calibration is None:
             return y
-        energy_bin = self._energy_bin(y, energies)
+        energy_bin = self._calibration_bin(y, energies, labels)
         calibrated = self._calibrate_cells(y, energy_bin)
         if self.calibration_hit_counts is None:
             return calibrated
         shifted = self._calibrate_cells(self._shift_to_hit_counts(y, energy_bin), energy_bin)
         threshold = self.transform.hit_threshold
         return ops.where(ops.not_equal(calibrated >= threshold, shifted >= threshold), shifted, calibrated)
+
+    def _calibration_bin(self, y, energies, labels):
+        """``(N,)`` int32: the calibration bin of each event of ``y``: its energy bin, plus, per class, the
+        number of energy bins times its class (0 quark, 1 gluon, 2 all events: label 2 or ``None``)."""
+        energy_bin = self._energy_bin(y, energies)
+        if not self.calibration_per_class:
+            return energy_bin
+        n = ops.shape(y)[0]
+        group = ops.full((n,), NULL_LABEL, "int32") if labels is None else ops.cast(ops.reshape(labels, (-1,)), "int32")
+        group = ops.where((group == 0) | (group == 1), group, NULL_LABEL)
+        return energy_bin + (len(self.calibration_energy_edges) + 1) * group
 
     def _energy_bin(self, y, energies):
         """``(N,)`` int32: the calibration's energy bin of each event of ``y`` (``energies`` (N,) GeV)."""
@@ -926,7 +949,7 @@ class JetDiffusion(LossModel):
 
     def fit_calibration(
         self, images, labels, steps=25, guidance=1.0, eta=0.0, seed=0, batch_size=50, progress=None, energy_bins=1,
-        hit_counts=False,
+        hit_counts=False, per_class=False,
     ):  # fmt: skip
         """Fit the quantile map on training events ``images (N, S, S, C)`` GeV with labels ``(N,)``: N events
         generated with the same labels (and this sampler) against the training events, per energy channel and
@@ -945,7 +968,11 @@ class JetDiffusion(LossModel):
         hits: the generated events' soft hit counts under the per-cell map onto the training events' hit counts
         (hits per event: the per-cell map matches each ring's hit rate, not how the hits spread over events;
         measured: generated ECAL counts too alike, docs/diffusion.md). Each bin's distribution of hit counts is
-        then the training one by construction (not evidence of quality)."""
+        then the training one by construction (not evidence of quality).
+
+        ``per_class`` fits every map three times: on the quark events, on the gluon events and on all of them
+        (:data:`CALIBRATION_CLASSES`; same generated events, no extra sampling); a (class, energy) bin without
+        events on either side gets the map of all events of its energy bin, or else of all events."""
         if energy_bins > 1 and not self.energy_conditioning:
             raise ValueError("energy_bins > 1 needs an energy-conditioned model")
         sample = tf.function(lambda lab, s: self.sample_normalized(lab, steps, eta, guidance, s))
@@ -967,25 +994,28 @@ class JetDiffusion(LossModel):
         edges = [float(edge) for edge in quantiles if edge > real_energy.min()]
         generated_bin = np.digitize(np.concatenate(generated_energy), edges)
         real_bin = np.digitize(real_energy, edges)
-        both = [np.any(generated_bin == b) and np.any(real_bin == b) for b in range(len(edges) + 1)]
-        tables = [
-            self._fit_ring_tables(generated_cells[generated_bin == b], real[real_bin == b])
-            if both[b] else self._fit_ring_tables(generated_cells, real)
-            for b in range(len(edges) + 1)
-        ]  # fmt: skip
-        self.set_calibration(tables, edges)
+        # per calibration bin (class-major): the generated and the real events it is fitted on
+        groups = [labels == 0, labels == 1, np.ones(len(labels), bool)] if per_class else [np.ones(len(labels), bool)]
+        fallback = (np.ones(len(labels), bool),) * 2
+        events = []  # (generated, real) boolean masks per calibration bin
+        for group in groups:
+            for b in range(len(edges) + 1):
+                own = (group & (generated_bin == b), group & (real_bin == b))
+                energy_only = (generated_bin == b, real_bin == b)
+                events.append(next(m for m in (own, energy_only, fallback) if m[0].any() and m[1].any()))
+        tables = [self._fit_ring_tables(generated_cells[g], real[r]) for g, r in events]
+        self.set_calibration(tables, edges, per_class=per_class)
         if not hit_counts:
             return
-        margins = self._hit_margins(generated, generated_bin.astype("int32"))
-        soft = np.stack([np.asarray(self._soft_hit_count(m)) for m in margins], axis=1)  # (N, C)
         hits = real >= self.transform.hit_threshold  # (N', G, G, E)
         counts = np.stack([hits[..., self._channel_of_energy == c].sum(axis=(1, 2, 3)) for c in range(self.channels)])
         counts = counts.T  # (N', C)
-        count_tables = [
-            fit_quantile_map(*((soft[generated_bin == b], counts[real_bin == b]) if both[b] else (soft, counts)))
-            for b in range(len(edges) + 1)
-        ]
-        self.set_calibration(tables, edges, count_tables)
+        count_tables = []
+        for index, (g, r) in enumerate(events):  # soft counts under this bin's per-cell map
+            margins = self._hit_margins(generated[g], np.full(int(g.sum()), index, "int32"))
+            soft = np.stack([np.asarray(self._soft_hit_count(m)) for m in margins], axis=1)  # (n, C)
+            count_tables.append(fit_quantile_map(soft, counts[r]))
+        self.set_calibration(tables, edges, count_tables, per_class)
 
     def _fit_ring_tables(self, generated, real) -> list:
         """Per-ring hurdle tables of generated and real cells ``(M, G, G, E)`` / ``(M', G, G, E)``."""

@@ -76,6 +76,8 @@ DEFAULTS: dict[str, Any] = {
     # decision moves): the per-cell map gives every ring its hit rate, but the network's events come out too alike
     # in their number of hits (long run: ECAL sd 6.4 vs 8.8; docs/diffusion.md)
     "calibration_hit_counts": True,
+    # every map fitted separately on the quark and on the gluon events (and on all, for unconditional samples)
+    "calibration_per_class": False,
     "sample_steps": 25,  # DDIM steps for the evaluation samples
     "recon_steps": 50,  # DDIM inversion steps for the evaluation reconstructions
     "recon_events": 32,  # held-out events reconstructed in the evaluation
@@ -252,7 +254,7 @@ def after_training(model, config: dict[str, Any], data: DiffusionData) -> None:
         events["X_jets"], events["y"], config["sample_steps"], config["guidance"], config["eta"],
         seed=config["seed"] + 2, progress=bar.update,
         energy_bins=config["calibration_energy_bins"] if config["energy_conditioning"] else 1,
-        hit_counts=config["calibration_hit_counts"],
+        hit_counts=config["calibration_hit_counts"], per_class=config["calibration_per_class"],
     )  # fmt: skip
     data.calibration = {"events": len(events["y"]), "seconds": time.perf_counter() - clock}
 
@@ -462,6 +464,7 @@ def evaluate(model, config: dict[str, Any], data: DiffusionData, run_dir: Path) 
     (Path(run_dir) / "quality_table.md").write_text(table + "\n")
     print(table, flush=True)
     evaluations = config["sample_steps"] * (1 if config["guidance"] == 1 else 2)
+    energy_bins = len(model.calibration_energy_edges) + 1
     return {
         "quality": {r["measure"]: {k: v for k, v in r.items() if k != "measure"} for r in rows},
         "representation_ceiling": {r["measure"]: {k: v for k, v in r.items() if k != "measure"} for r in ceiling or []},
@@ -489,7 +492,8 @@ def evaluate(model, config: dict[str, Any], data: DiffusionData, run_dir: Path) 
             + (
                 f"quantile-calibrated on {data.calibration['events']} generated vs training events (each energy "
                 f"channel's distribution over the cells of each of {len(model.calibration[0])} rings"
-                + (f", in each of {len(model.calibration)} bins of event energy" if len(model.calibration) > 1 else "")
+                + (f", in each of {energy_bins} bins of event energy" if energy_bins > 1 else "")
+                + (", for quark and gluon jets apart" if model.calibration_per_class else "")
                 + (", and each channel's hits per event" if model.calibration_hit_counts is not None else "")
                 + ("," if len(model.calibration) > 1 or model.calibration_hit_counts is not None else "")
                 + " matches the training events by construction)"
