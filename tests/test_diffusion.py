@@ -243,6 +243,7 @@ def test_fit_cli_writes_run_and_export(cli_run):
     note = next(note for note in metrics["notes"] if note.startswith("generated energies: "))
     assert "quantile-calibrated on 32 generated vs training events" in note
     assert "and each channel's hits per event, matches the training events by construction" in note
+    assert "for quark and gluon jets apart" in note  # calibration_per_class, the default
     assert (cli_run["run"] / "DONE").is_file() and (cli_run["run"] / "figures" / "reconstruction_0.png").is_file()
     for figure in ("generated_mean_images", "generated_events", "generated_occupancy"):
         assert (cli_run["run"] / "figures" / f"{figure}.png").is_file()
