@@ -155,12 +155,10 @@ def sampling(stage: str, sample, labels: np.ndarray, steps: int, seed: int, guid
 def scored(stage: str, **kwargs) -> list[dict[str, Any]]:
     """:func:`~hep_keras.evaluation.generation_quality.quality_table` with a Keras progress bar on stderr."""
     from hep_keras.evaluation.generation_quality import quality_table
-    from hep_keras.progress import stage_bar
+    from hep_keras.progress import stage_bar, staged_update
 
     with contextlib.redirect_stdout(sys.stderr):
-        bar = stage_bar(stage, 1, unit="measure")
-        update = lambda name, done, total: (setattr(bar, "target", total), bar.update(done))  # noqa: E731
-        return quality_table(progress=update, **kwargs)
+        return quality_table(progress=staged_update(stage_bar(stage, 1, unit="measure")), **kwargs)
 
 
 def run(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any], str]:

@@ -14,3 +14,14 @@ def stage_bar(stage: str, total: int, unit: str = "event", verbose: int = 1):
     if verbose:
         print(stage, flush=True)
     return keras.utils.Progbar(total, unit_name=unit, verbose=verbose)
+
+
+def staged_update(bar):
+    """``progress(stage, done, total)`` callback (e.g. for ``quality_table``) that moves ``bar`` to ``done`` of
+    ``total``, the total being known only once the stage runs."""
+
+    def update(stage: str, done: int, total: int) -> None:
+        bar.target = total
+        bar.update(done)
+
+    return update

@@ -26,7 +26,7 @@ import numpy as np
 
 from hep_keras.errors import ConfigError
 from hep_keras.physics import CHANNELS
-from hep_keras.progress import stage_bar
+from hep_keras.progress import stage_bar, staged_update
 from hep_keras.training.config import check_choice, check_positive, check_widths
 from hep_keras.training.recipes.base import (
     DataBundle,
@@ -421,7 +421,7 @@ def evaluate(model, config: dict[str, Any], data: DiffusionData, run_dir: Path) 
         labels[b_idx],
         cnn_epochs=config["two_sample_epochs"],
         seed=config["seed"],
-        progress=lambda stage, done, total: (setattr(bar, "target", total), bar.update(done)),
+        progress=staged_update(bar),
     )
     # compare_generated splits real with the same seed: A and B as above, generated events in B's order
     comparison = compare_generated(real, generated, seed=config["seed"])
