@@ -265,6 +265,7 @@ def test_saved_model_matches_keras_model(cli_run):
     assert isinstance(model, JetDiffusion)
     assert model.calibration is not None  # fitted after training; model.keras and the SavedModel carry it
     assert len(model.calibration_hit_counts[0]) == 3  # the recipe's default: each channel's hits per event too
+    assert np.shape(model.overflow_rates) == (3, 7)  # slot_overflow (default): each hit-slot channel (HCAL here) x ring
     labels = tf.constant([0, 1, 1], tf.int32)
     args = (tf.constant(3), tf.constant(7, tf.int64), tf.constant(1.0), tf.constant(0.0))
     expected = np.asarray(model.sample(labels, steps=3, seed=7))

@@ -66,7 +66,7 @@ import tensorflow as tf
 from keras import layers, ops
 
 from hep_keras.models.base import LossModel, stateless_normal, stateless_uniform
-from hep_keras.models.hit_slots import from_slots, to_slots
+from hep_keras.models.hit_slots import fit_overflow, from_slots, to_slots
 from hep_keras.models.patches import from_patches, grid_size, patch_channels, to_patches
 from hep_keras.models.quantile_calibration import (
     DEFAULT_RINGS,
@@ -307,6 +307,10 @@ class JetDiffusion(LossModel):
         calibration_per_class: the calibration's bins are (class, energy bin): quark, gluon and all events, each
             with ``len(calibration_energy_edges) + 1`` energy bins (class-major); a quark or gluon event goes
             through its class's maps, an unconditional one (label 2) through those of all events.
+        overflow_rates, overflow_fractions: ``None`` or, with hit slots, the tables of
+            :func:`~hep_keras.models.hit_slots.fit_overflow` per hit-slot channel and ring of
+            :attr:`calibration_rings` (:func:`fit_slot_overflow`): decoding then restores, at random with the
+            training events' statistics, the hits beyond the ``slots``-th of a block that the slots drop.
         seed: seed of the training noise.
     """
 
@@ -339,6 +343,8 @@ class JetDiffusion(LossModel):
         calibration_energy_edges=(),
         calibration_hit_counts=None,
         calibration_per_class: bool = False,
+        overflow_rates=None,
+        overflow_fractions=None,
         seed: int = 0,
         **kwargs,
     ):
@@ -427,6 +433,7 @@ class JetDiffusion(LossModel):
             [(j // 3 if self.slots else j) % fine if j < sparse else self.channels - 1 for j in self.energy_channels]
         )
         self.set_calibration(calibration, calibration_energy_edges, calibration_hit_counts, calibration_per_class)
+        self._set_overflow(overflow_rates, overflow_fractions)
         self.build((None, self.image_size, self.image_size, self.channels))
 
     # --- Keras plumbing -------------------------------------------------------------------------------
@@ -479,6 +486,8 @@ class JetDiffusion(LossModel):
             "calibration_rings": self.calibration_rings,
             "calibration_energy_edges": self.calibration_energy_edges,
             "calibration_hit_counts": self.calibration_hit_counts,
+            "overflow_rates": self.overflow_rates,
+            "overflow_fractions": self.overflow_fractions,
             "calibration_per_class": self.calibration_per_class,
             "seed": self.seed,
         }
@@ -551,11 +560,12 @@ class JetDiffusion(LossModel):
         hit = ops.cast(y, "float32") >= self.transform.hit_threshold
         return ops.where(hit, ops.maximum(self.transform.inverse(y, channels), 1e-12), 0.0)
 
-    def denormalize(self, y, energies=None):
+    def denormalize(self, y, energies=None, seed=0):
         """Normalised, padded ``(N, P, P, K)`` → GeV ``(N, S, S, C)`` with zero suppression. With
         ``energy_fractions``, ``energies`` (N,) GeV: each event is scaled to add up to its energy, then every
-        hit is raised to its channel's detector threshold."""
-        images = self._decode(y)
+        hit is raised to its channel's detector threshold. ``seed`` (int) seeds the restored overflow hits
+        (``overflow_rates``; same seed → same events)."""
+        images = self._decode(y, seed)
         if not self.energy_fractions:
             return images
         if energies is None:
@@ -564,7 +574,7 @@ class JetDiffusion(LossModel):
         scaled = images * ops.reshape(ops.cast(energies, "float32"), (-1, 1, 1, 1)) / ops.maximum(total, 1e-12)
         return ops.where(images > 0, ops.maximum(scaled, ops.array(self.transform.thresholds)), 0.0)
 
-    def _decode(self, y):
+    def _decode(self, y, seed=0):
         """Normalised, padded ``(N, P, P, K)`` → ``(N, S, S, C)`` GeV (fractions with ``energy_fractions``)."""
         if not self.slots:
             return self._to_energy(self.crop(y))
@@ -575,7 +585,12 @@ class JetDiffusion(LossModel):
             cells[..., : 3 * self.slots * len(fine)], (n, self.grid_size, self.grid_size, self.slots, len(fine), 3)
         )
         energy = self._to_energy(slots[..., 0], channels=fine)
-        images = from_slots(energy, slots[..., 1], slots[..., 2], self.patch, self.image_size)
+        overflow = None
+        if self.overflow_rates is not None:
+            shape = ops.stack([n, self.grid_size, self.grid_size, len(fine), self.patch**2 + 2])
+            uniform = stateless_uniform(shape, tf.stack([tf.cast(seed, tf.int64), tf.constant(-4, tf.int64)]))
+            overflow = (*self._overflow_per_block, uniform)
+        images = from_slots(energy, slots[..., 1], slots[..., 2], self.patch, self.image_size, overflow)
         if not self.hcal_towers:
             return images
         tower = self._to_energy(cells[..., -1:], channels=[self.channels - 1])
@@ -782,7 +797,7 @@ class JetDiffusion(LossModel):
                 default drawn (seeded) from the training spectrum of its class (:meth:`draw_energies`).
         """
         x, energies = self.sample_normalized(labels, steps, eta, guidance, seed, noise, energies)
-        return self.denormalize(self.calibrate(x, energies, labels), energies)
+        return self.denormalize(self.calibrate(x, energies, labels), energies, seed)
 
     def sample_normalized(self, labels, steps=25, eta=0.0, guidance=1.0, seed=0, noise=None, energies=None):
         """The DDIM trajectory of :meth:`sample` without calibration and decoding: ``(x (N, P, P, K)
@@ -841,6 +856,26 @@ class JetDiffusion(LossModel):
         self.calibration, self.calibration_energy_edges, self.calibration_hit_counts = tables, edges, hit_counts
         self.calibration_per_class = bool(per_class)
         self._hit_boundary = None if hit_counts is None else self._cell_hit_boundary()  # computed outside any trace
+
+    def _set_overflow(self, rates, fractions) -> None:
+        """Set the overflow tables (both ``None``: decode the slots as they are); see the class docstring."""
+        if (rates is None) != (fractions is None):
+            raise ValueError("overflow_rates and overflow_fractions go together")
+        self.overflow_rates = self.overflow_fractions = self._overflow_per_block = None
+        if rates is None:
+            return
+        rates, fractions = np.asarray(rates, "float32"), np.asarray(fractions, "float32")
+        expected = (len(self.fine_channels), len(self.calibration_rings) + 1)
+        if not self.slots or rates.shape != expected or fractions.shape[:2] != expected or fractions.ndim != 4:
+            raise ValueError(
+                f"overflow tables need hit slots and shapes {expected} and {expected} + (records, hits), got "
+                f"{rates.shape} and {fractions.shape}"
+            )
+        self.overflow_rates, self.overflow_fractions = rates.tolist(), fractions.tolist()
+        start = self.pad_before
+        ring = self.ring_of_cell[start : start + self.grid_size, start : start + self.grid_size]  # (G, G)
+        #: (rates (G, G, C), fractions (G, G, C, R, H)) of every block
+        self._overflow_per_block = (rates.T[ring], np.moveaxis(fractions, 0, 1)[ring])
 
     def calibrate(self, y, energies=None, labels=None):
         """Normalised, padded ``(N, P, P, K)`` → the same with every energy channel through the quantile map of
@@ -1051,7 +1086,7 @@ class JetDiffusion(LossModel):
             noise_rate, signal_rate = self.schedule_rates(strength)
             x = signal_rate * x0 + noise_rate * _stateless_normal(ops.shape(x0), seed, -2)
         x = self.integrate(x, labels, strength, 0.0, n_steps, clip=mode == "sdedit")
-        return self.denormalize(x, event_energy(images))
+        return self.denormalize(x, event_energy(images), seed)
 
     def _image_condition(self, images, labels, x):
         """Labels (null by default) and, with energy conditioning, the energy of each GeV image (N, S, S, C)."""
@@ -1178,6 +1213,19 @@ def make_partial_reconstruct_fn(model: JetDiffusion):
         return _reconstruct_any_size(model, images, run)
 
     return reconstruct_partial
+
+
+def fit_slot_overflow(
+    images: np.ndarray, patch: int, slots: int, hcal_towers: bool, rings=DEFAULT_RINGS
+) -> dict[str, list]:
+    """``{"overflow_rates", "overflow_fractions"}`` of a :class:`JetDiffusion` with these ``patch``, ``slots``,
+    ``hcal_towers`` and ``calibration_rings`` (its constructor's keyword arguments), fitted on training images
+    ``(N, S, S, C)`` GeV: what the hit slots drop, per hit-slot channel and ring (:func:`fit_overflow`)."""
+    size = images.shape[1]
+    grid = -(-size // patch)
+    fine = images[..., :-1] if hcal_towers else images
+    rates, fractions = fit_overflow(fine, patch, slots, ring_of_cells(grid, grid, rings), len(rings) + 1)
+    return {"overflow_rates": rates, "overflow_fractions": fractions}
 
 
 def representation_round_trip(model: JetDiffusion, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
