@@ -327,7 +327,8 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print(
             "Representation ceiling (not a model output): the real events of B encoded into the model's hit slots and "
-            "decoded, in the 'generated' column (what any generator in this representation can reach):"
+            "decoded (with slot_overflow: the hits beyond the slots restored at random with the training statistics), "
+            "in the 'generated' column (what any generator in this representation can reach):"
         )
         print(format_table(diagnostics["ceiling"]))
     elif args.ceiling:

@@ -1231,11 +1231,13 @@ def fit_slot_overflow(
 def representation_round_trip(model: JetDiffusion, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
     """Real events ``(N, S, S, C)`` GeV through the model's representation and back (``normalize`` then
     ``denormalize`` with each event's own energy), no network: with hit slots, what the best generator of these
-    events could hand in (a block's 3rd and later hits merged into its hottest slot). Returns GeV numpy."""
+    events could hand in (a block's hits beyond the slots merged into its hottest slot; with ``overflow_rates``
+    split off again at random with the training events' statistics, seeded by the batch's first index).
+    Returns GeV numpy."""
     out = []
     for start in range(0, len(images), batch_size):
         x = np.asarray(images[start : start + batch_size], np.float32)
-        out.append(np.asarray(model.denormalize(model.normalize(x), x.sum(axis=(1, 2, 3)))))
+        out.append(np.asarray(model.denormalize(model.normalize(x), x.sum(axis=(1, 2, 3)), seed=start)))
     return np.concatenate(out) if out else np.zeros((0, *np.shape(images)[1:]), np.float32)
 
 

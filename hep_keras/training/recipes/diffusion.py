@@ -464,7 +464,10 @@ def evaluate(model, config: dict[str, Any], data: DiffusionData, run_dir: Path) 
     if ceiling is not None:
         table += (
             "\n\nRepresentation ceiling (not a model output): the same real events of B encoded into "
-            f"{model.slots} hit slots per block and decoded, in the column 'generated'.\n\n" + format_table(ceiling)
+            f"{model.slots} hit slots per block and decoded"
+            + (" (the hits beyond them restored at random, slot_overflow)" if model.overflow_rates is not None else "")
+            + ", in the column 'generated'.\n\n"
+            + format_table(ceiling)
         )
     centre_share = None
     if model.slots and model.patch > 1:  # where hits sit inside their block (uniform: 1 / patch² on its centre)
