@@ -118,8 +118,8 @@ def fit_overflow(
     """What ``slots`` hit slots drop from training images ``(N, S, S, C)`` GeV, per channel and ring (numpy).
 
     ``ring_of_block`` ``(G, G)`` int: each block's ring (``0 … rings - 1``; ``rings`` defaults to its largest
-    + 1). Returns ``(rates (C, rings),
-    fractions (C, rings, records, H))`` as lists, ``H = min(hits, p² - slots)``: among blocks whose ``slots``
+    + 1). Returns ``(rates (C, rings), fractions (C, rings, records, H))`` as lists, ``H = min(hits, p² -
+    slots)``: among blocks whose ``slots``
     hottest pixels are all hits, the share that held more hits, and for ``records`` of those (evenly spaced in
     their summed fraction) the energy of each further hit (hottest first, at most H) as a fraction of what the
     first slot holds (its hit plus every dropped one). A ring without such blocks (or without blocks) gets

@@ -80,8 +80,8 @@ DEFAULTS: dict[str, Any] = {
     # 4000 independent events q/g gen - real -0.072 -> -0.017, HL AUC 0.775 -> 0.761 (docs/diffusion.md)
     "calibration_per_class": True,
     # decoding restores the hits beyond the 2nd of a 5x5 block that the hit slots drop (split off the block's hottest
-    # hit with the training events' rates and energy shares per ring): the real events' round trip through the slots
-    # HL AUC 0.592 -> 0.515, ECAL occupancy W1 3.2x -> 1.1x floor (docs/diffusion.md)
+    # hit with the training events' rates and energy shares per ring): on 4000 independent events the real events'
+    # round trip through the slots HL AUC 0.592 -> 0.512, the default run's events 0.770 -> 0.746 (docs/diffusion.md)
     "slot_overflow": True,
     "sample_steps": 25,  # DDIM steps for the evaluation samples
     "recon_steps": 50,  # DDIM inversion steps for the evaluation reconstructions
