@@ -35,10 +35,11 @@ def _blocks_with_two_hits():
 def _overflow(rate: float, seed: int):
     from hep_keras.models.base import stateless_uniform
 
-    rates = np.full((2, 2, 1), rate, "float32")
-    shares = np.zeros((2, 2, 1, 5, 4), "float32")
+    rates = np.full((1, 2), rate, "float32")  # one channel, two rings
+    shares = np.zeros((1, 2, 5, 4), "float32")
     shares[..., 0] = 0.25  # every record: one further hit with a quarter of the first slot's energy
-    return rates, shares, stateless_uniform((1, 2, 2, 1, 27), (seed, 0))
+    rings = np.array([[0, 1], [1, 1]])
+    return rates, shares, rings, stateless_uniform((1, 2, 2, 1, 27), (seed, 0))
 
 
 def test_split_overflow_moves_the_share_to_an_empty_pixel_of_the_block():

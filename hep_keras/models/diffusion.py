@@ -589,7 +589,7 @@ class JetDiffusion(LossModel):
         if self.overflow_rates is not None:
             shape = ops.stack([n, self.grid_size, self.grid_size, len(fine), self.patch**2 + 2])
             uniform = stateless_uniform(shape, tf.stack([tf.cast(seed, tf.int64), tf.constant(-4, tf.int64)]))
-            overflow = (*self._overflow_per_block, uniform)
+            overflow = (*self._overflow_tables, uniform)
         images = from_slots(energy, slots[..., 1], slots[..., 2], self.patch, self.image_size, overflow)
         if not self.hcal_towers:
             return images
@@ -861,7 +861,7 @@ class JetDiffusion(LossModel):
         """Set the overflow tables (both ``None``: decode the slots as they are); see the class docstring."""
         if (rates is None) != (fractions is None):
             raise ValueError("overflow_rates and overflow_fractions go together")
-        self.overflow_rates = self.overflow_fractions = self._overflow_per_block = None
+        self.overflow_rates = self.overflow_fractions = self._overflow_tables = None
         if rates is None:
             return
         rates, fractions = np.asarray(rates, "float32"), np.asarray(fractions, "float32")
@@ -874,8 +874,7 @@ class JetDiffusion(LossModel):
         self.overflow_rates, self.overflow_fractions = rates.tolist(), fractions.tolist()
         start = self.pad_before
         ring = self.ring_of_cell[start : start + self.grid_size, start : start + self.grid_size]  # (G, G)
-        #: (rates (G, G, C), fractions (G, G, C, R, H)) of every block
-        self._overflow_per_block = (rates.T[ring], np.moveaxis(fractions, 0, 1)[ring])
+        self._overflow_tables = (rates, fractions, ring)  # split_overflow's tables and each block's ring
 
     def calibrate(self, y, energies=None, labels=None):
         """Normalised, padded ``(N, P, P, K)`` → the same with every energy channel through the quantile map of

@@ -70,9 +70,8 @@ def from_slots(energy, row, col, patch: int, image_size: int, overflow=None):
     """``(energy, row, col)`` each ``(N, G, G, K, C)`` → GeV images ``(N, image_size, image_size, C)``.
 
     Positions are rounded to the nearest pixel of the block (clipped to it); energies ≤ 0 are empty slots.
-    ``overflow``: ``(rates (G, G, C), fractions (G, G, C, R, H), uniform (N, G, G, C, p² + 2))``, the tables of
-    :func:`fit_overflow` gathered per block and uniform (0, 1) noise: the hits the slots drop are split off
-    each block's hottest pixel (:func:`split_overflow`).
+    ``overflow``: ``(rates, fractions, ring_of_block, uniform)``, the arguments of :func:`split_overflow` after
+    the blocks: the hits the slots drop are split off each block's hottest pixel.
     """
     half = _half_width(patch)
     to_pixel = lambda v: ops.clip(ops.round(v * half + (patch - 1) / 2.0), 0, patch - 1)  # noqa: E731
@@ -88,21 +87,22 @@ def from_slots(energy, row, col, patch: int, image_size: int, overflow=None):
     return depth_to_space(pixels, patch, channels)[:, :image_size, :image_size, :]
 
 
-def split_overflow(pixels, slots: int, rates, fractions, uniform):
-    """Blocks ``(N, G, G, C, p²)`` GeV (at most ``slots`` hits each) → the same with the dropped hits restored:
-    in a block with ``slots`` hits, with probability ``rates`` (G, G, C) one of the block's ``R`` records of
-    ``fractions`` (G, G, C, R, H) (each the fractions of the hottest pixel's energy that its up to H dropped
+def split_overflow(pixels, slots: int, rates, fractions, ring_of_block, uniform):
+    """Blocks ``(N, G, G, C, p²)`` GeV (at most ``slots`` hits each) → the same with the dropped hits restored.
+
+    ``rates`` (C, rings) and ``fractions`` (C, rings, R, H) are :func:`fit_overflow`'s tables (numpy),
+    ``ring_of_block`` (G, G) int each block's ring: in a block with ``slots`` hits, with the rate of its channel
+    and ring, one of that table's ``R`` records (the fractions of the hottest pixel's energy its up to H dropped
     hits held) is drawn and those energies move from the hottest pixel to random empty pixels of the block.
     ``uniform`` (N, G, G, C, p² + 2): uniform (0, 1) noise (the draw, the record, the pixels)."""
-    g, channels, size = pixels.shape[1], pixels.shape[3], pixels.shape[4]
-    records, hits = fractions.shape[-2], fractions.shape[-1]
+    channels, size = pixels.shape[3], pixels.shape[4]
+    rings, records, hits = np.shape(fractions)[1:]
+    table = np.arange(channels) * rings + np.asarray(ring_of_block)[..., None]  # (G, G, C): each block's table
     occupied = pixels > 0
     full = ops.sum(ops.cast(occupied, "int32"), axis=-1) >= slots  # (N, G, G, C)
-    happens = full & (uniform[..., 0] < rates[None])
+    happens = full & (uniform[..., 0] < np.reshape(rates, -1)[table][None])
     record = ops.minimum(ops.cast(uniform[..., 1] * records, "int32"), records - 1)
-    block = ops.reshape(ops.arange(g * g * channels, dtype="int32"), (1, g, g, channels))
-    table = ops.reshape(fractions, (g * g * channels * records, hits))
-    share = ops.take(table, block * records + record, axis=0)  # (N, G, G, C, H)
+    share = ops.take(np.reshape(fractions, (-1, hits)), table[None] * records + record, axis=0)  # (N, G, G, C, H)
     share = ops.where(happens[..., None], share, 0.0)
     _, free = ops.top_k(ops.where(occupied, -1.0, uniform[..., 2:]), hits)  # H random empty pixels
     hottest = ops.max(pixels, axis=-1, keepdims=True)  # (N, G, G, C, 1)
