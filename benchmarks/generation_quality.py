@@ -15,7 +15,9 @@ with B's quark/gluon label and prints (:mod:`hep_keras.evaluation.generation_qua
 all with bootstrap errors; the same table with training-split events (B's labels) in place of the generated ones,
 the reference a perfect generator of the training distribution would reach on this split (with 200 events the W1 of
 such a sample moves by up to ~2.5× the floor); the high-level features that separate generated from real events most
-(each alone, beside its real-vs-real value); then network evaluations per event and generated events/s at the
+(each alone, beside its real-vs-real value), the high-level classifier on each group of features alone and on all
+the others (a group can separate jointly where each feature alone does not), the rank correlation of the hit counts
+between channels, generated and real; then network evaluations per event and generated events/s at the
 export's steps beside a 1000-step ancestral DDPM of the same network (timed on ``--ddpm-events`` events).
 Sampling uses the export's guidance and η (the sampler its calibration was fitted for) unless ``--guidance`` /
 ``--eta`` say otherwise.
@@ -163,7 +165,8 @@ def scored(stage: str, **kwargs) -> list[dict[str, Any]]:
 
 def run(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any], str]:
     """Compute the tables; returns ``(quality rows, speed numbers, diagnostics, description)``; diagnostics:
-    ``separation`` (feature separation rows), ``patch``, for ``patch > 1`` ``centre_share`` (one line: the
+    ``separation`` (feature separation rows), ``groups`` (feature group rows), ``count_correlations``
+    (generated and real B), ``patch``, for ``patch > 1`` ``centre_share`` (one line: the
     share of hits on their block's centre pixel, generated and real B), ``reference`` (the quality rows of
     :func:`training_reference` events in place of the generated ones) and ``repeats``: one row per seed
     ``{"seed", "hl_auc", "hl_floor", "cnn_auc", "cnn_floor"}`` (the first is the main table's)."""
@@ -171,7 +174,9 @@ def run(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, Any],
     from hep_keras.evaluation.generation_quality import (
         block_centre_share,
         describe_block_centre_share,
+        feature_group_separation,
         feature_separation,
+        hit_count_correlations,
     )
     from hep_keras.models.diffusion import representation_round_trip, sample_in_batches
 
@@ -234,6 +239,8 @@ def run(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, Any],
         "speedup_vs_ddpm": per_second / ddpm_per_second,
     }
     diagnostics = {"separation": feature_separation(real[a_idx], real[b_idx], generated), "patch": patch}
+    diagnostics["groups"] = feature_group_separation(real[a_idx], real[b_idx], generated, args.seed)
+    diagnostics["count_correlations"] = (hit_count_correlations(generated), hit_count_correlations(real[b_idx]))
     if patch > 1:  # where hits sit inside their block: the dot grid of uncertain hits on block centres
         shares = (block_centre_share(generated, patch), block_centre_share(real[b_idx], patch))
         diagnostics["centre_share"] = describe_block_centre_share(*shares, patch)
@@ -315,6 +322,16 @@ def main(argv: list[str] | None = None) -> int:
     for row in diagnostics["separation"][: args.features]:
         print(f"| {row['feature']} | {row['auc']:.3f} | {row['floor']:.3f} |")
     print("(AUC > 0.5: larger in generated events; the features of the hl_auc classifier)")
+    print()
+    print("| feature group | hl_auc on the group alone | real B vs A | hl_auc on all other features |")
+    print("|---|---:|---:|---:|")
+    for row in diagnostics["groups"]:
+        print(f"| {row['group']} | {row['alone']:.3f} | {row['floor']:.3f} | {row['without']:.3f} |")
+    generated_r, real_r = (" / ".join(f"{r:.2f}" for r in v) for v in diagnostics["count_correlations"])
+    print(
+        f"Hits per event, rank correlation between channels (Tracks-ECAL / Tracks-HCAL / ECAL-HCAL): "
+        f"generated {generated_r}, real B {real_r}."
+    )
     if "centre_share" in diagnostics:
         print(diagnostics["centre_share"])
     print()

@@ -13,8 +13,10 @@ from hep_keras.evaluation.generation_quality import (
     block_centre_share,
     bootstrap_w1,
     describe_block_centre_share,
+    feature_group_separation,
     feature_separation,
     format_table,
+    hit_count_correlations,
     quality_feature_names,
     quality_features,
     quality_table,
@@ -96,6 +98,34 @@ def test_feature_separation_names_the_feature_that_differs():
         assert row["auc"] == pytest.approx(row["floor"])
 
 
+def multiplicity_jets(n: int, seed: int, coupled: bool, size: int = 15) -> np.ndarray:
+    """Events of 1 GeV hits on distinct pixels; each channel has m hits, m uniform in 5..60: one m per event for
+    all channels (``coupled``, as real jets) or one per channel (same marginals, no correlation)."""
+    rng = np.random.default_rng(seed)
+    images = np.zeros((n, size, size, 3), "float32")
+    for event in images:
+        shared = rng.integers(5, 61)
+        for c in range(3):
+            m = shared if coupled else rng.integers(5, 61)
+            event.reshape(-1, 3)[rng.choice(size * size, m, replace=False), c] = 1.0
+    return images
+
+
+def test_hit_counts_right_per_channel_but_uncorrelated_are_seen_by_their_group_not_one_by_one():
+    real_a, real_b = multiplicity_jets(200, 1, True), multiplicity_jets(200, 2, True)
+    generated = multiplicity_jets(200, 3, False)
+    np.testing.assert_allclose(hit_count_correlations(real_b), 1.0)  # every channel has the event's m hits
+    assert np.all(np.abs(hit_count_correlations(generated)) < 0.25)
+    singles = {row["feature"]: row["auc"] for row in feature_separation(real_a, real_b, generated)}
+    assert all(abs(singles[f"log hits > 0 GeV {c}"] - 0.5) < 0.1 for c in ("tracks", "ecal", "hcal"))
+    groups = {row["group"]: row for row in feature_group_separation(real_a, real_b, generated)}
+    assert set(groups) == {"channel energies", "hit counts", "radial profile", "jet mass and pT", "hottest pixels"}
+    assert groups["hit counts"]["alone"] > 0.8 and abs(groups["hit counts"]["floor"] - 0.5) < 0.1
+    assert groups["hottest pixels"]["alone"] == pytest.approx(0.5, abs=0.1)  # every hit is 1 GeV
+    same = feature_group_separation(real_a, real_b, real_b.copy())
+    assert all(row["alone"] == pytest.approx(row["floor"]) for row in same)
+
+
 def test_block_centre_share_counts_hits_on_the_centre_pixel_of_their_block():
     images = np.zeros((2, 12, 12, 3), "float32")
     images[0, 2, 2, 0] = images[0, 7, 7, 0] = images[1, 12 - 1, 7, 0] = 1.0  # 2 of 3 Tracks hits on centres
@@ -159,7 +189,12 @@ def test_benchmark_tiny_mode_prints_the_table_with_floors(capsys):
     assert module.main(["--tiny", "--events", "24", "--repeats", "2"]) == 0
     out = capsys.readouterr().out
     assert "| measure | generated | real-vs-real floor |" in out and "speed-up vs DDPM" in out
-    assert out.count("| log ") + out.count("| radial profile ") == 6  # the 6 most separating features
+    features, groups = out.split("| high-level feature (alone) |")[1].split("| feature group |")
+    assert features.count("| log ") + features.count("| radial profile ") == 6  # the 6 most separating features
+    groups = groups.split("Hits per event, rank correlation between channels")
+    assert groups[0].count("\n| ") == 5 and "| hit counts | " in groups[0]  # one row per feature group
+    correlations = groups[1].split("\n")[0].split("): ")[1]
+    assert correlations.count(" / ") == 4 and "generated" in correlations and "real B" in correlations
     centre = next(line for line in out.splitlines() if line.startswith("Hits on their 5x5 block's centre pixel"))
     assert centre.count("%") == 5 and "uniform: 4 %" in centre
     seeds = [line.split("|")[1:6] for line in out.splitlines() if line.startswith(("| 1 |", "| 2 |"))]

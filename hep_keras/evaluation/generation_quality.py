@@ -80,6 +80,54 @@ def feature_separation(real_a: np.ndarray, real_b: np.ndarray, generated: np.nda
     return sorted(rows, key=lambda r: -abs(r["auc"] - 0.5))
 
 
+#: groups of :func:`quality_features` columns, by the start of their names (:func:`quality_feature_names`)
+FEATURE_GROUPS = {
+    "channel energies": ("log energy",),
+    "hit counts": ("log hits",),
+    "radial profile": ("radial profile",),
+    "jet mass and pT": ("log mass", "log pT"),
+    "hottest pixels": ("log hottest pixel",),
+}
+
+
+def feature_group_separation(
+    real_a: np.ndarray, real_b: np.ndarray, generated: np.ndarray, seed: int = 0
+) -> list[dict[str, Any]]:
+    """Which groups of high-level features (:data:`FEATURE_GROUPS`) the ``hl_auc`` classifier uses: one row per
+    group, ``{"group", "alone", "floor", "without"}``, most separating alone first.
+
+    ``alone``: the classifier's AUC on the group's features only, generated vs real A; ``floor``: the same for
+    real B vs A; ``without``: on every other feature, generated vs A. A group can separate jointly where none
+    of its features does alone (:func:`feature_separation`), e.g. hit counts that are right per channel but
+    uncorrelated between channels (:func:`hit_count_correlations`).
+    """
+    feats = {name: quality_features(x) for name, x in (("a", real_a), ("b", real_b), ("g", generated))}
+    names = quality_feature_names()
+
+    def auc(columns, other):
+        labels, scores = oof_scores(feats["a"][:, columns], feats[other][:, columns], seed=seed)
+        return _auc(labels, scores)
+
+    rows = []
+    for group, prefixes in FEATURE_GROUPS.items():
+        inside = [j for j, name in enumerate(names) if name.startswith(prefixes)]
+        outside = [j for j in range(len(names)) if j not in inside]
+        row = {"group": group, "alone": auc(inside, "g"), "floor": auc(inside, "b"), "without": auc(outside, "g")}
+        rows.append(row)
+    return sorted(rows, key=lambda r: -r["alone"])
+
+
+def hit_count_correlations(images: np.ndarray) -> np.ndarray:
+    """Spearman rank correlation over events of the number of hits (pixels > 0) of each pair of channels of
+    ``(N, S, S, 3)`` images: ``(3,)`` for (Tracks, ECAL), (Tracks, HCAL), (ECAL, HCAL). In real jets the three
+    grow together with the jet's particle multiplicity."""
+    from scipy.stats import spearmanr
+
+    counts = (np.asarray(images) > 0).sum(axis=(1, 2))  # (N, 3)
+    matrix = spearmanr(counts).statistic
+    return np.array([matrix[0, 1], matrix[0, 2], matrix[1, 2]])
+
+
 def block_centre_share(images: np.ndarray, patch: int = 5) -> np.ndarray:
     """Share of each channel's hits (pixels > 0) that sit on the centre pixel of their ``patch × patch`` block
     (blocks aligned with pixel (0, 0)): ``(C,)``, NaN for a channel without hits. Images ``(N, S, S, C)``.
