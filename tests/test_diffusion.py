@@ -384,11 +384,11 @@ def test_full_resolution_default_config_takes_a_training_step():
     config = {**COMMON_DEFAULTS, **recipe.DEFAULTS}
     assert config["crop"] == 0 and config["patch"] == 5
     labels = np.array([0, 1, 0, 1], "float32")
-    transform, quantiles = recipe.fit_model_constants(config, images, labels)
+    transform, conditions = recipe.fit_model_constants(config, images, labels)
     assert config["energy_conditioning"] and config["energy_fractions"]
     model = JetDiffusion(
         image_size=125, hcal_towers=True, **{k: config[k] for k in recipe.MODEL_KEYS}, **transform,
-        energy_quantiles=quantiles,
+        **conditions,
     )  # fmt: skip
     # 2 hit slots x (energy, row, col) x (Tracks, ECAL) + the HCAL tower per cell of the 25x25 grid, padded to 28
     assert (model.grid_size, model.padded_size, model.cell_channels) == (25, 28, 13)

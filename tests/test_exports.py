@@ -84,14 +84,14 @@ def test_diffusion_endpoints(tmp_path, energy):
 
     x = images(5, size=8)
     config = {**COMMON_DEFAULTS, **recipe.DEFAULTS, "energy_conditioning": energy, "energy_fractions": energy}
-    transform, quantiles = recipe.fit_model_constants(config, x, np.array([0, 1, 0, 1, 0]))
+    transform, conditions = recipe.fit_model_constants(config, x, np.array([0, 1, 0, 1, 0]))
     model = JetDiffusion(
-        image_size=8, widths=[8, 8], embed_dim=8, attention=False, **transform, energy_quantiles=quantiles,
+        image_size=8, widths=[8, 8], embed_dim=8, attention=False, **transform, **conditions,
         energy_fractions=energy,
     )  # fmt: skip
     if energy:  # as fit leaves it: with the quantile calibration of generated energies and hit counts
         model.fit_calibration(x, np.array([0, 1, 0, 1, 0]), steps=2, hit_counts=True)
-    data = recipe.DiffusionData(None, None, {}, image_size=8, crop=8, transform=transform, energy_quantiles=quantiles)
+    data = recipe.DiffusionData(None, None, {}, image_size=8, crop=8, transform=transform, conditions=conditions)
     recipe.export(model, {}, data, tmp_path)
     loaded = tf.saved_model.load(str(tmp_path / "saved_model"))
     steps, seed = tf.constant(3, tf.int32), tf.constant(4, tf.int64)

@@ -43,6 +43,13 @@ Pipeline inside the model (all invertible, so the exported graph takes and retur
    transform is fitted on fractions), and a generated event is scaled so that its pixels add up to the
    condition exactly (then the detector thresholds, in GeV, are applied): each event's total energy holds by
    construction, its split between channels and pixels does not.
+6. Optional multiplicity conditioning (``multiplicities``), as point-cloud jet generators (MPGAN, EPiC-GAN,
+   PC-JeDi) draw the number of constituents first: the denoiser also sees each channel's number of hit pixels
+   ``n_c`` as ``(log(1 + n_c) - centre_c) / width_c``. Training and reconstruction take the counts from the
+   event; generation takes them from a training event of the same class at the same rank of total energy
+   (:func:`fit_multiplicities`), so the drawn (energy, Tracks, ECAL, HCAL counts) carry the training events'
+   correlations. Without it the network learns each channel's count from the energy alone and the channels'
+   counts come out nearly uncorrelated (docs/diffusion.md).
 
 Sampling is DDIM (``eta = 0`` deterministic, ``eta = 1`` equals ancestral DDPM sampling with the posterior
 variance) on a uniform grid of ``steps`` times; noise is drawn with stateless seeds ``(seed, step)`` so the
@@ -182,6 +189,49 @@ def fit_energy_quantiles(images: np.ndarray, labels: np.ndarray, n_quantiles: in
     return [[float(v) for v in row] for row in rows]
 
 
+def hit_pixel_counts(images):
+    """Number of hit pixels (> 0 GeV) per channel ``(N, C)`` float32 of images ``(N, H, W, C)`` GeV."""
+    return ops.sum(ops.cast(ops.convert_to_tensor(images) > 0, "float32"), axis=(1, 2))
+
+
+def fit_multiplicities(images: np.ndarray, labels: np.ndarray, rows: int = 256) -> list[list[list[int]]]:
+    """The ``multiplicities`` of :class:`JetDiffusion`: for quark (label 0), gluon (label 1) and all events, the
+    hit pixels per channel ``(rows, C)`` of ``rows`` training events evenly spaced in the class's ranking by
+    total energy (row ``i`` is the event at rank ``i / (rows - 1)``), from images ``(N, H, W, C)`` GeV. A class
+    without events takes the rows of all events."""
+    images = np.asarray(images)
+    labels = np.asarray(labels).ravel().astype(int)
+    if len(images) == 0:
+        raise ValueError("fit_multiplicities needs at least one event")
+    if rows < 2:
+        raise ValueError(f"fit_multiplicities needs rows >= 2, got {rows}")
+    counts = (images > 0).sum(axis=(1, 2))  # (N, C)
+    energy = images.reshape(len(images), -1).sum(axis=1, dtype=np.float64)
+
+    def ranked(mask):
+        order = np.flatnonzero(mask)[np.argsort(energy[mask], kind="stable")]
+        return counts[order[np.round(np.linspace(0, len(order) - 1, rows)).astype(int)]].tolist()
+
+    pooled = ranked(np.ones(len(labels), bool))
+    return [ranked(labels == c) if np.any(labels == c) else pooled for c in (0, 1)] + [pooled]
+
+
+def _multiplicity_table(multiplicities, channels: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(table (3, R, C) float32 of log(1 + n), centre (C,), width (C,))`` from ``multiplicities``; centre and
+    width are the median and half the 16–84 % range of the pooled rows (the standardisation of the condition)."""
+    table = np.asarray(multiplicities, np.float64)
+    if table.ndim != 3 or table.shape[0] != 3 or table.shape[1] < 2 or table.shape[2] != channels:
+        raise ValueError(
+            f"multiplicities needs quark, gluon and pooled rows of {channels} hit counts each (at least 2 rows), "
+            f"got shape {table.shape}"
+        )
+    if not np.all(np.isfinite(table)) or np.any(table < 0):
+        raise ValueError("multiplicities must be finite hit counts >= 0")
+    table = np.log1p(table)
+    low, centre, high = np.quantile(table[2], [0.16, 0.5, 0.84], axis=0)
+    return table.astype("float32"), centre.astype("float32"), np.maximum((high - low) / 2, 1e-3).astype("float32")
+
+
 def _energy_table(quantiles) -> tuple[np.ndarray, float, float]:
     """``(table (3, M) float32 of log E: quark, gluon, both pooled; centre; width)`` from ``energy_quantiles``.
 
@@ -289,6 +339,9 @@ class JetDiffusion(LossModel):
         energy_quantiles: ``None`` (no energy conditioning) or two equally long increasing lists, quark and
             gluon, of ``log(E / GeV)`` of the training events at evenly spaced probabilities from 0 to 1
             (:func:`fit_energy_quantiles`).
+        multiplicities: ``None`` (no multiplicity conditioning) or the hit pixels per channel of training events
+            ranked by energy, quark, gluon and all events (:func:`fit_multiplicities`; needs
+            ``energy_quantiles``): the denoiser also sees each event's counts (module docstring, 6).
         energy_fractions: diffuse each pixel's fraction of the event's total energy and scale generated events
             to their energy condition (needs ``energy_quantiles``; ``scales`` / ``log_max`` then describe
             fractions, ``thresholds`` stay in GeV).
@@ -338,6 +391,7 @@ class JetDiffusion(LossModel):
         gap: float = 0.5,
         energy_quantiles=None,
         energy_fractions: bool = False,
+        multiplicities=None,
         calibration=None,
         calibration_rings=DEFAULT_RINGS,
         calibration_energy_edges=(),
@@ -380,6 +434,17 @@ class JetDiffusion(LossModel):
             raise ValueError("energy_fractions needs energy conditioning (energy_quantiles)")
         if self.energy_conditioning:
             self._energy_table, self._energy_centre, self._energy_width = _energy_table(self.energy_quantiles)
+        self.multiplicities = None if multiplicities is None else [[[int(n) for n in row] for row in rows]
+                                                                   for rows in multiplicities]  # fmt: skip
+        self.multiplicity_conditioning = self.multiplicities is not None
+        if self.multiplicity_conditioning:
+            if not self.energy_conditioning:
+                raise ValueError("multiplicities need energy conditioning (energy_quantiles)")
+            self._multiplicity_table, self._count_centre, self._count_width = _multiplicity_table(
+                self.multiplicities, self.channels
+            )
+        #: numbers per event the denoiser is conditioned on besides its label: 0, 1 (energy), 1 + C (and counts)
+        self.condition_size = int(self.energy_conditioning) + self.channels * int(self.multiplicity_conditioning)
         if self.patch < 1:
             raise ValueError(f"patch must be >= 1, got {patch}")
         if self.hcal_towers and self.patch == 1:
@@ -410,6 +475,7 @@ class JetDiffusion(LossModel):
             "dropout": self.dropout,
             "head_width": self.head_width,
             "energy_conditioning": self.energy_conditioning,
+            "condition_size": max(self.condition_size, 1),
         }
         self.network = build_unet(**unet_args, name="network")
         self.ema_network = build_unet(**unet_args, name="ema_network")
@@ -482,6 +548,7 @@ class JetDiffusion(LossModel):
             "gap": self.transform.gap,
             "energy_quantiles": self.energy_quantiles,
             "energy_fractions": self.energy_fractions,
+            "multiplicities": self.multiplicities,
             "calibration": self.calibration,
             "calibration_rings": self.calibration_rings,
             "calibration_energy_edges": self.calibration_energy_edges,
@@ -632,10 +699,10 @@ class JetDiffusion(LossModel):
 
     def unpack(self, data):
         """``(images, labels)`` batch → normalised padded images ``(N, P, P, C)`` and int32 labels ``(N,)``
-        (with energy conditioning ``(labels, energies)``, the energy condition of each event)."""
+        (with energy conditioning ``(labels, conditions)``, each event's own condition, :meth:`image_condition`)."""
         images, labels = data[0], ops.cast(ops.reshape(data[1], (-1,)), "int32")
         if self.energy_conditioning:
-            labels = (labels, self.energy_condition(event_energy(images)))
+            labels = (labels, self.image_condition(images))
         return self.normalize(images), labels
 
     # --- energy conditioning --------------------------------------------------------------------------
@@ -643,6 +710,39 @@ class JetDiffusion(LossModel):
         """Total event energies (N,) GeV → the standardised condition ``(log E - centre) / width`` (N,)."""
         log_e = ops.log(ops.maximum(ops.cast(energies, "float32"), 1e-3))
         return (log_e - self._energy_centre) / self._energy_width
+
+    def image_condition(self, images):
+        """The condition of GeV images ``(N, S, S, C)``: their energy condition (N,) (:meth:`energy_condition`)
+        or, with multiplicity conditioning, ``(N, 1 + C)``: it and their hit pixels per channel."""
+        return self.event_condition(event_energy(images), hit_pixel_counts(images))
+
+    def event_condition(self, energies, counts=None):
+        """Total energies (N,) GeV and hit pixels per channel ``(N, C)`` → the standardised condition: (N,)
+        ``(log E - centre) / width``, with multiplicity conditioning ``(N, 1 + C)``: and
+        ``(log(1 + n_c) - centre_c) / width_c`` (counts ignored without it)."""
+        condition = self.energy_condition(energies)
+        if not self.multiplicity_conditioning:
+            return condition
+        log_n = ops.log1p(ops.maximum(ops.cast(counts, "float32"), 0.0))
+        return ops.concatenate([condition[:, None], (log_n - self._count_centre) / self._count_width], axis=1)
+
+    def draw_counts(self, labels, energies):
+        """Hit pixels per channel ``(N, C)`` for events of ``labels`` (N,) (0 quark, 1 gluon, 2 both) generated
+        with total energies (N,) GeV: the counts of the training event (:attr:`multiplicities`) at the rank
+        that each energy has in its class's training spectrum (``energy_quantiles``)."""
+        labels = ops.cast(labels, "int32")
+        rows = ops.take(ops.convert_to_tensor(self._energy_table), labels, axis=0)  # (N, M) log E quantiles
+        m = self._energy_table.shape[1]
+        log_e = ops.log(ops.maximum(ops.cast(ops.reshape(energies, (-1, 1)), "float32"), 1e-3))
+        low = ops.clip(ops.cast(tf.searchsorted(rows, log_e, side="right"), "int32") - 1, 0, m - 2)  # (N, 1)
+        below = ops.take_along_axis(rows, low, axis=1)
+        above = ops.take_along_axis(rows, low + 1, axis=1)
+        fraction = ops.clip((log_e - below) / ops.maximum(above - below, 1e-12), 0.0, 1.0)
+        rank = (ops.cast(low, "float32") + fraction)[:, 0] / (m - 1)  # (N,) in [0, 1]
+        table = self._multiplicity_table  # (3, R, C) log(1 + n)
+        row = ops.cast(ops.round(rank * (table.shape[1] - 1)), "int32")
+        flat = ops.reshape(ops.convert_to_tensor(table), (-1, self.channels))
+        return ops.expm1(ops.take(flat, labels * table.shape[1] + row, axis=0))
 
     def draw_energies(self, labels, seed):
         """Seeded total energies (N,) GeV for ``labels`` (N,) (0 quark, 1 gluon, 2 both classes pooled):
@@ -658,14 +758,15 @@ class JetDiffusion(LossModel):
         return ops.exp(below + (position - ops.cast(low, "float32")) * (above - below))
 
     def _condition(self, labels, x):
-        """``labels`` or ``(labels, energies)`` → ``(int32 labels (N,), standardised energies (N,) or None)``;
-        an energy-conditioned model given labels only uses the centre of the energy spectrum (condition 0)."""
+        """``labels`` or ``(labels, conditions)`` → ``(int32 labels (N,), standardised conditions (N,) or
+        (N, condition_size), or None)``; a conditioned model given labels only uses the centre (condition 0)."""
         energies = None
         if isinstance(labels, tuple | list):
             labels, energies = labels
         labels = self._labels_or_null(labels, x)
         if self.energy_conditioning and energies is None:
-            energies = ops.zeros(ops.shape(labels), "float32")
+            shape = ops.shape(labels) if self.condition_size == 1 else (ops.shape(labels)[0], self.condition_size)
+            energies = ops.zeros(shape, "float32")
         return labels, energies
 
     def _network_inputs(self, noisy, times, labels, energies):
@@ -806,7 +907,8 @@ class JetDiffusion(LossModel):
         x = self.initial_noise(ops.shape(labels)[0], seed) if noise is None else noise
         if self.energy_conditioning:
             energies = self.draw_energies(labels, seed) if energies is None else ops.reshape(energies, (-1,))
-            labels = (labels, self.energy_condition(energies))
+            counts = self.draw_counts(labels, energies) if self.multiplicity_conditioning else None
+            labels = (labels, self.event_condition(energies, counts))
         return self.integrate(x, labels, 1.0, 0.0, steps, guidance, eta, seed), energies
 
     # --- calibration -----------------------------------------------------------------------------------
@@ -1092,7 +1194,7 @@ class JetDiffusion(LossModel):
         labels = self._labels_or_null(labels, x)
         if not self.energy_conditioning:
             return labels
-        return labels, self.energy_condition(event_energy(images))
+        return labels, self.image_condition(images)
 
     @staticmethod
     def _labels_or_null(labels, x):

@@ -100,6 +100,7 @@ def build_unet(
     dropout: float = 0.0,
     head_width: int = 0,
     energy_conditioning: bool = False,
+    condition_size: int = 1,
     name: str = "unet",
 ) -> keras.Model:
     """Build the conditional U-Net (functional ``keras.Model``, see the module docstring).
@@ -119,6 +120,8 @@ def build_unet(
             so the network cannot even pass each folded pixel's own noise through (see docs/diffusion.md).
         energy_conditioning: a fourth input, one float per event (the standardised log of its energy), embedded
             by a two-layer MLP and added to the time+label embedding.
+        condition_size: numbers in that input per event: 1 (shape ``(N,)``) or more (shape ``(N, condition_size)``,
+            e.g. the energy and each channel's hit count).
     """
     height, width, channels = image_shape
     factor = 2 ** (len(widths) - 1)
@@ -135,8 +138,8 @@ def build_unet(
     emb = layers.Add(name="time_label_embedding")([emb, label_emb])
     inputs = [noisy, times, labels]
     if energy_conditioning:
-        energies = keras.Input(shape=(), name="energies")
-        e = layers.Reshape((1,), name="energy_reshape")(energies)
+        energies = keras.Input(shape=() if condition_size == 1 else (condition_size,), name="energies")
+        e = layers.Reshape((condition_size,), name="energy_reshape")(energies)
         e = layers.Dense(4 * embed_dim, activation="swish", name="energy_dense1")(e)
         e = layers.Dense(4 * embed_dim, name="energy_dense2")(e)
         emb = layers.Add(name="time_label_energy_embedding")([emb, e])

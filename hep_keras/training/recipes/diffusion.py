@@ -64,6 +64,9 @@ DEFAULTS: dict[str, Any] = {
     "gap": 0.5,  # occupancy gap of the intensity transform: empty pixels at -1, hits in [-1 + gap, 1]
     "energy_conditioning": True,  # condition on the event's total energy (drawn from the class's training spectrum)
     "energy_fractions": True,  # diffuse each pixel's fraction of the event energy; generated totals = condition
+    # condition also on each channel's hit pixels (drawn with the energy from one training event of the class): the
+    # channels' hit counts then grow together as in real jets (docs/diffusion.md)
+    "multiplicity_conditioning": True,
     "norm_events": 2000,  # training events used to fit the intensity transform
     # generated vs training events of the quantile calibration after training (0 = none); 2400 = ~400 per class and
     # energy bin, ~5 min of the default run
@@ -120,8 +123,9 @@ def validate(config: dict[str, Any]) -> None:
             raise ConfigError(f"config key {key!r} must be an integer >= 0, got {config[key]!r}")
     if config["slots"] > config["patch"] ** 2:
         raise ConfigError(f"config key 'slots' must be at most patch² = {config['patch'] ** 2}, got {config['slots']}")
-    if config["energy_fractions"] and not config["energy_conditioning"]:
-        raise ConfigError("config key 'energy_fractions' needs 'energy_conditioning' = true")
+    for key in ("energy_fractions", "multiplicity_conditioning"):
+        if config[key] and not config["energy_conditioning"]:
+            raise ConfigError(f"config key {key!r} needs 'energy_conditioning' = true")
     if config["hcal_grid"] == "tower" and config["patch"] == 1:
         raise ConfigError("config key 'hcal_grid' = 'tower' needs 'patch' > 1 (the tower side in pixels)")
     if config["crop"] < 0 or (0 < config["crop"] < 8):
@@ -160,7 +164,8 @@ class DiffusionData(DataBundle):
     crop: int | None = None  # central crop in pixels, None = whole image
     image_size: int = 0  # side of the (cropped) image the model sees, pixels
     transform: dict[str, Any] = dataclasses.field(default_factory=dict)  # fitted JetIntensityTransform constants
-    energy_quantiles: list | None = None  # log E quantiles per class of the training events (energy conditioning)
+    #: the model's ``energy_quantiles`` and ``multiplicities`` fitted on training events (None: not conditioned)
+    conditions: dict[str, Any] = dataclasses.field(default_factory=dict)
     hcal_towers: bool = False  # HCAL modelled on its patch x patch tower grid
     calibration: dict[str, Any] | None = None  # {"events", "seconds"} of the calibration after training
     overflow: dict[str, list] = dataclasses.field(default_factory=dict)  # the model's overflow tables, if any
@@ -210,7 +215,7 @@ def load_data(config: dict[str, Any]) -> DiffusionData:
     train, val = pipeline("train"), pipeline("val")
     fit_events = training_events(config, path, n_events, config["norm_events"])
     fit_images = fit_events["X_jets"]
-    transform, quantiles = fit_model_constants(config, fit_images, fit_events["y"])
+    transform, conditions = fit_model_constants(config, fit_images, fit_events["y"])
     hcal_towers = _hcal_towers(config, fit_images, path)
     overflow = {}
     if config["slot_overflow"] and config["slots"] and config["patch"] > 1:
@@ -234,7 +239,7 @@ def load_data(config: dict[str, Any]) -> DiffusionData:
         crop=crop,
         image_size=image_size,
         transform=transform,
-        energy_quantiles=quantiles,
+        conditions=conditions,
         hcal_towers=hcal_towers,
         overflow=overflow,
         split_events=image_split_events(config, n_file, described["split_events"] if tfds_source else None),
@@ -270,18 +275,24 @@ def after_training(model, config: dict[str, Any], data: DiffusionData) -> None:
     data.calibration = {"events": len(events["y"]), "seconds": time.perf_counter() - clock}
 
 
-def fit_model_constants(config: dict[str, Any], images: np.ndarray, labels: np.ndarray) -> tuple[dict, list | None]:
-    """``(intensity transform constants, energy_quantiles or None)`` of the model, fitted on training images
-    ``(N, S, S, 3)`` GeV with labels ``(N,)``. With ``energy_fractions`` the transform's scales describe each
-    pixel's fraction of its event's energy; the detector thresholds stay in GeV."""
-    from hep_keras.models.diffusion import fit_energy_quantiles, fit_intensity_transform
+def fit_model_constants(config: dict[str, Any], images: np.ndarray, labels: np.ndarray) -> tuple[dict, dict]:
+    """``(intensity transform constants, {"energy_quantiles", "multiplicities"}: each None when not conditioned
+    on it)`` of the model, fitted on training images ``(N, S, S, 3)`` GeV with labels ``(N,)``. With
+    ``energy_fractions`` the transform's scales describe each pixel's fraction of its event's energy; the
+    detector thresholds stay in GeV."""
+    from hep_keras.models.diffusion import fit_energy_quantiles, fit_intensity_transform, fit_multiplicities
 
     transform = fit_intensity_transform(images)
     if config["energy_fractions"]:
         totals = np.maximum(images.sum(axis=(1, 2, 3), keepdims=True), 1e-6)
         transform = {**fit_intensity_transform(images / totals), "thresholds": transform["thresholds"]}
-    quantiles = fit_energy_quantiles(images, labels) if config["energy_conditioning"] else None
-    return transform, quantiles
+    energy = config["energy_conditioning"]
+    counts = energy and config["multiplicity_conditioning"]
+    conditions = {
+        "energy_quantiles": fit_energy_quantiles(images, labels) if energy else None,
+        "multiplicities": fit_multiplicities(images, labels) if counts else None,
+    }
+    return transform, conditions
 
 
 def _hcal_towers(config: dict[str, Any], images: np.ndarray, path: Path) -> bool:
@@ -315,7 +326,7 @@ def build_model(config: dict[str, Any], data: DiffusionData):
         hcal_towers=data.hcal_towers,
         **{key: config[key] for key in MODEL_KEYS},
         **data.transform,
-        energy_quantiles=data.energy_quantiles,
+        **data.conditions,
         **data.overflow,
         name="jet_diffusion",
     )
