@@ -82,6 +82,9 @@ DEFAULTS: dict[str, Any] = {
     # every map fitted separately on the quark and on the gluon events (and on all, for unconditional samples): on
     # 4000 independent events q/g gen - real -0.072 -> -0.017, HL AUC 0.775 -> 0.761 (docs/diffusion.md)
     "calibration_per_class": True,
+    # with multiplicity conditioning: each event's hit-count map aims at the hits of its conditioned pixel counts
+    # (a training event's), not at the quantile of its generated count (docs/diffusion.md)
+    "calibration_counts_from_condition": True,
     # decoding restores the hits beyond the 2nd of a 5x5 block that the hit slots drop (split off the block's hottest
     # hit with the training events' rates and energy shares per ring): on 4000 independent events the real events'
     # round trip through the slots HL AUC 0.592 -> 0.512, the default run's events 0.770 -> 0.746 (docs/diffusion.md)
@@ -271,6 +274,8 @@ def after_training(model, config: dict[str, Any], data: DiffusionData) -> None:
         seed=config["seed"] + 2, progress=bar.update,
         energy_bins=config["calibration_energy_bins"] if config["energy_conditioning"] else 1,
         hit_counts=config["calibration_hit_counts"], per_class=config["calibration_per_class"],
+        counts_from_condition=bool(config["calibration_counts_from_condition"] and model.multiplicity_conditioning
+                                   and config["calibration_hit_counts"]),
     )  # fmt: skip
     data.calibration = {"events": len(events["y"]), "seconds": time.perf_counter() - clock}
 

@@ -1,0 +1,150 @@
+"""Multiplicity conditioning of the diffusion model: the fitted table, the drawn counts, and a model that uses them."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from hep_keras.models.diffusion import (
+    JetDiffusion,
+    fit_energy_quantiles,
+    fit_intensity_transform,
+    fit_multiplicities,
+    hit_pixel_counts,
+)
+
+SIZE = 8
+
+
+def hit_images(counts: np.ndarray, energies: np.ndarray) -> np.ndarray:
+    """(N, 8, 8, 3) GeV: event i has ``counts[i]`` (<= 48) Tracks hits sharing ``energies[i]`` GeV on the first
+    pixels of rows 2-7 (row by row), one ECAL hit of 1 GeV and no HCAL."""
+    images = np.zeros((len(counts), SIZE, SIZE, 3), "float32")
+    for image, n, energy in zip(images, counts, energies, strict=True):
+        pixels = 2 * SIZE + np.arange(int(n))
+        image[pixels // SIZE, pixels % SIZE, 0] = energy / n
+        image[SIZE // 2, SIZE // 2, 1] = 1.0
+    return images
+
+
+def test_fit_multiplicities_known_answer():
+    """Rows are the hit counts of the events at evenly spaced ranks of total energy, per class and pooled."""
+    counts = np.array([7, 3, 5, 1, 2])
+    energies = np.array([40.0, 10.0, 20.0, 50.0, 30.0])  # energy order: events 1, 2, 4, 0, 3
+    images = hit_images(counts, energies - 1.0)  # + the 1 GeV ECAL hit
+    quark, gluon, pooled = fit_multiplicities(images, np.zeros(5), rows=3)
+    assert quark == [[3, 1, 0], [2, 1, 0], [1, 1, 0]]  # lowest energy, median (event 4), highest
+    assert gluon == pooled == quark  # no gluons: the pooled rows
+    quark, gluon, _ = fit_multiplicities(images, np.array([0, 0, 1, 1, 1]), rows=2)
+    assert quark == [[3, 1, 0], [7, 1, 0]] and gluon == [[5, 1, 0], [1, 1, 0]]
+    np.testing.assert_array_equal(np.asarray(hit_pixel_counts(images)), np.stack([counts, [1] * 5, [0] * 5], 1))
+    with pytest.raises(ValueError, match="at least one event"):
+        fit_multiplicities(images[:0], np.zeros(0))
+
+
+def count_model(multiplicities, quantiles, **kwargs) -> JetDiffusion:
+    images = hit_images(np.arange(1, 17), np.geomspace(2.0, 200.0, 16))
+    return JetDiffusion(
+        image_size=SIZE, widths=[8, 16], embed_dim=8, attention=False, ema=0.9, energy_quantiles=quantiles,
+        multiplicities=multiplicities, **fit_intensity_transform(images), **kwargs,
+    )  # fmt: skip
+
+
+def test_drawn_counts_are_the_training_events_at_the_energy_rank():
+    """Quarks of 10-20 GeV, gluons of 100-200 GeV: the counts drawn for an energy are those of the row at its rank
+    in the class's spectrum (lowest, middle, highest), label 2 uses the pooled rows; sampling draws them with
+    its energies, and the condition the network sees holds both."""
+    quantiles = [np.log(np.linspace(10.0, 20.0, 33)).tolist(), np.log(np.linspace(100.0, 200.0, 33)).tolist()]
+    rows = np.arange(5)[:, None] * np.array([1, 10, 100])  # row r: (r, 10 r, 100 r) hits
+    model = count_model([rows.tolist(), (rows + 1000).tolist(), (rows + 5000).tolist()], quantiles)
+    labels = tf.constant([0, 0, 0, 1, 1, 2], tf.int32)
+    energies = tf.constant([10.0, 15.0, 20.0, 100.0, 151.0, 300.0])
+    drawn = np.asarray(model.draw_counts(labels, energies))
+    expected = np.array([rows[0], rows[2], rows[4], rows[0] + 1000, rows[2] + 1000, rows[4] + 5000])
+    np.testing.assert_allclose(drawn, expected, rtol=1e-5)
+    condition = np.asarray(model.event_condition(energies, drawn))
+    assert condition.shape == (6, 4) and model.condition_size == 4
+    np.testing.assert_allclose(condition[:, 0], np.asarray(model.energy_condition(energies)))
+    np.testing.assert_allclose(condition[:, 1:], (np.log1p(drawn) - model._count_centre) / model._count_width, 1e-5)
+
+
+def test_bad_multiplicities_are_rejected():
+    quantiles = [[0.0, 1.0], [0.0, 1.0]]
+    with pytest.raises(ValueError, match="quark, gluon and pooled rows of 3 hit counts"):
+        count_model([[[1, 2, 3]] * 2] * 2, quantiles)
+    with pytest.raises(ValueError, match="hit counts >= 0"):
+        count_model([[[1, 2, -3]] * 2] * 3, quantiles)
+    with pytest.raises(ValueError, match="multiplicities need energy conditioning"):
+        count_model([[[1, 2, 3]] * 2] * 3, None)
+    from hep_keras.errors import ConfigError
+    from hep_keras.training.config import COMMON_DEFAULTS
+    from hep_keras.training.recipes import diffusion as recipe
+
+    config = {**COMMON_DEFAULTS, **recipe.DEFAULTS, "energy_conditioning": False, "energy_fractions": False}
+    with pytest.raises(ConfigError, match="'multiplicity_conditioning' needs 'energy_conditioning'"):
+        recipe.validate(config)
+
+
+@pytest.fixture(scope="module")
+def trained_count_model():
+    """A tiny model trained on events whose number of Tracks hits (1-12, filling rows from the left) is independent
+    of their energy."""
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    counts = rng.integers(1, 13, 512)
+    energies = np.exp(rng.uniform(np.log(5.0), np.log(50.0), 512))
+    images, labels = hit_images(counts, energies), (np.arange(512) % 2).astype("float32")
+    model = count_model(fit_multiplicities(images, labels, 64), fit_energy_quantiles(images, labels, 17))
+    model.compile(optimizer=keras.optimizers.Adam(3e-3), jit_compile=False)
+    model.fit(images, labels, batch_size=32, epochs=60, verbose=0)
+    return model
+
+
+def test_generated_events_carry_the_requested_hit_counts(trained_count_model):
+    """Only the condition tells the network how many Tracks hits an event has (their number is independent of
+    the energy): asking for 2 and for 10 hits at the same energy gives events with about that many."""
+    model = trained_count_model
+    labels, energies = np.zeros(32, "int32"), np.full(32, 20.0, "float32")
+    few, many = (
+        np.asarray(model.sample(labels, steps=10, seed=3, energies=energies, counts=np.tile([n, 1, 0], (32, 1))))
+        for n in (2, 10)
+    )
+    few_hits, many_hits = (np.median((images[..., 0] > 0).sum(axis=(1, 2))) for images in (few, many))
+    # an unconditioned model gives both the same count; measured: 5 and 11 after 40 epochs, 3 and 10 after 80
+    assert few_hits <= 4 and many_hits >= 9, (few_hits, many_hits)
+
+
+def test_count_conditioned_model_round_trips_through_a_keras_file(trained_count_model, tmp_path):
+    model = trained_count_model
+    model.save(tmp_path / "counts.keras")
+    loaded = keras.saving.load_model(tmp_path / "counts.keras")
+    assert loaded.multiplicities == model.multiplicities and loaded.condition_size == 4
+    labels = np.array([0, 1, 2], "int32")
+    np.testing.assert_allclose(
+        np.asarray(loaded.sample(labels, steps=3, seed=5)), np.asarray(model.sample(labels, steps=3, seed=5)), atol=1e-5
+    )
+
+
+def test_hit_count_map_aims_at_the_conditioned_counts(trained_count_model):
+    """With ``counts_from_condition`` the count map takes each event to the hits of its conditioned pixel counts:
+    on the pixel grid (one cell per pixel) the map from training pixel counts to cell hits is the identity, so
+    every generated event has exactly the hits per channel it asked for, and by default those drawn for it."""
+    model = trained_count_model
+    rng = np.random.default_rng(1)
+    counts, energies = rng.integers(1, 13, 200), np.exp(rng.uniform(np.log(5.0), np.log(50.0), 200))
+    images, labels = hit_images(counts, energies), np.arange(200) % 2
+    with pytest.raises(ValueError, match="needs multiplicity conditioning"):
+        model.set_calibration(None, counts_from_condition=True)
+    model.fit_calibration(images, labels, steps=4, hit_counts=True, counts_from_condition=True, per_class=True)
+    assert model.calibration_counts_from_condition
+    requested = np.array([[2, 1, 0], [5, 1, 0], [11, 1, 0], [7, 1, 0]], "float32")
+    generated = np.asarray(model.sample(np.array([0, 1, 0, 1]), steps=6, seed=2, counts=requested))
+    np.testing.assert_array_equal((generated > 0).sum(axis=(1, 2)), requested)
+    drawn_for = np.array([0, 1, 1, 0, 2, 0])
+    generated = model.sample(drawn_for, steps=6, seed=4)
+    energies = model.draw_energies(tf.constant(drawn_for), 4)
+    np.testing.assert_array_equal(
+        (np.asarray(generated) > 0).sum(axis=(1, 2)), np.asarray(model.draw_counts(drawn_for, energies)).round()
+    )
