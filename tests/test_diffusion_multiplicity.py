@@ -125,26 +125,3 @@ def test_count_conditioned_model_round_trips_through_a_keras_file(trained_count_
     np.testing.assert_allclose(
         np.asarray(loaded.sample(labels, steps=3, seed=5)), np.asarray(model.sample(labels, steps=3, seed=5)), atol=1e-5
     )
-
-
-def test_hit_count_map_aims_at_the_conditioned_counts(trained_count_model):
-    """With ``counts_from_condition`` the count map takes each event to the hits of its conditioned pixel counts:
-    on the pixel grid (one cell per pixel) the map from training pixel counts to cell hits is the identity, so
-    every generated event has exactly the hits per channel it asked for, and by default those drawn for it."""
-    model = trained_count_model
-    rng = np.random.default_rng(1)
-    counts, energies = rng.integers(1, 13, 200), np.exp(rng.uniform(np.log(5.0), np.log(50.0), 200))
-    images, labels = hit_images(counts, energies), np.arange(200) % 2
-    with pytest.raises(ValueError, match="needs multiplicity conditioning"):
-        model.set_calibration(None, counts_from_condition=True)
-    model.fit_calibration(images, labels, steps=4, hit_counts=True, counts_from_condition=True, per_class=True)
-    assert model.calibration_counts_from_condition
-    requested = np.array([[2, 1, 0], [5, 1, 0], [11, 1, 0], [7, 1, 0]], "float32")
-    generated = np.asarray(model.sample(np.array([0, 1, 0, 1]), steps=6, seed=2, counts=requested))
-    np.testing.assert_array_equal((generated > 0).sum(axis=(1, 2)), requested)
-    drawn_for = np.array([0, 1, 1, 0, 2, 0])
-    generated = model.sample(drawn_for, steps=6, seed=4)
-    energies = model.draw_energies(tf.constant(drawn_for), 4)
-    np.testing.assert_array_equal(
-        (np.asarray(generated) > 0).sum(axis=(1, 2)), np.asarray(model.draw_counts(drawn_for, energies)).round()
-    )

@@ -90,7 +90,7 @@ def test_diffusion_endpoints(tmp_path, energy):
         energy_fractions=energy,
     )  # fmt: skip
     if energy:  # as fit leaves it: with the quantile calibration of generated energies and hit counts
-        model.fit_calibration(x, np.array([0, 1, 0, 1, 0]), steps=2, hit_counts=True, counts_from_condition=True)
+        model.fit_calibration(x, np.array([0, 1, 0, 1, 0]), steps=2, hit_counts=True)
     data = recipe.DiffusionData(None, None, {}, image_size=8, crop=8, transform=transform, conditions=conditions)
     recipe.export(model, {}, data, tmp_path)
     loaded = tf.saved_model.load(str(tmp_path / "saved_model"))

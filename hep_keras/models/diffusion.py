@@ -357,10 +357,6 @@ class JetDiffusion(LossModel):
             hit counts, real hit counts]`` quantiles: the map of each event's number of hits (hit values of the
             cell grid) that :meth:`calibrate` applies after the per-cell map (fitted by :meth:`fit_calibration`
             with ``hit_counts``).
-        calibration_counts_from_condition: with ``calibration_hit_counts`` and multiplicity conditioning, the
-            hit-count map takes each event's *conditioned* hit pixels per channel (not its generated count) to the
-            number of hits it aims at: the training events' hits at the same quantile of their pixel counts
-            (:meth:`fit_calibration`).
         calibration_per_class: the calibration's bins are (class, energy bin): quark, gluon and all events, each
             with ``len(calibration_energy_edges) + 1`` energy bins (class-major); a quark or gluon event goes
             through its class's maps, an unconditional one (label 2) through those of all events.
@@ -401,7 +397,6 @@ class JetDiffusion(LossModel):
         calibration_energy_edges=(),
         calibration_hit_counts=None,
         calibration_per_class: bool = False,
-        calibration_counts_from_condition: bool = False,
         overflow_rates=None,
         overflow_fractions=None,
         seed: int = 0,
@@ -503,10 +498,7 @@ class JetDiffusion(LossModel):
         self._channel_of_energy = np.array(
             [(j // 3 if self.slots else j) % fine if j < sparse else self.channels - 1 for j in self.energy_channels]
         )
-        self.set_calibration(
-            calibration, calibration_energy_edges, calibration_hit_counts, calibration_per_class,
-            calibration_counts_from_condition,
-        )  # fmt: skip
+        self.set_calibration(calibration, calibration_energy_edges, calibration_hit_counts, calibration_per_class)
         self._set_overflow(overflow_rates, overflow_fractions)
         self.build((None, self.image_size, self.image_size, self.channels))
 
@@ -564,7 +556,6 @@ class JetDiffusion(LossModel):
             "overflow_rates": self.overflow_rates,
             "overflow_fractions": self.overflow_fractions,
             "calibration_per_class": self.calibration_per_class,
-            "calibration_counts_from_condition": self.calibration_counts_from_condition,
             "seed": self.seed,
         }
 
@@ -910,9 +901,7 @@ class JetDiffusion(LossModel):
                 for; by default those of the training event at its energy's rank (:meth:`draw_counts`).
         """
         x, energies = self.sample_normalized(labels, steps, eta, guidance, seed, noise, energies, counts)
-        if self.multiplicity_conditioning and counts is not None:
-            counts = ops.reshape(ops.cast(counts, "float32"), (-1, self.channels))
-        return self.denormalize(self.calibrate(x, energies, labels, counts), energies, seed)
+        return self.denormalize(self.calibrate(x, energies, labels), energies, seed)
 
     def sample_normalized(
         self, labels, steps=25, eta=0.0, guidance=1.0, seed=0, noise=None, energies=None, counts=None
@@ -929,9 +918,7 @@ class JetDiffusion(LossModel):
         return self.integrate(x, labels, 1.0, 0.0, steps, guidance, eta, seed), energies
 
     # --- calibration -----------------------------------------------------------------------------------
-    def set_calibration(
-        self, tables, energy_edges=(), hit_counts=None, per_class=False, counts_from_condition=False
-    ) -> None:
+    def set_calibration(self, tables, energy_edges=(), hit_counts=None, per_class=False) -> None:
         """Set (``None``: remove) the quantile map of generated energies: per bin of event energy
         (``len(energy_edges) + 1``, edges in GeV, increasing; with ``per_class`` those bins for quark, gluon and
         all events, class-major), per ring (``len(calibration_rings) + 1``) one
@@ -940,10 +927,7 @@ class JetDiffusion(LossModel):
         ring (session 8 to 11) or one table per channel for the whole grid (before session 8).
 
         ``hit_counts`` (needs hurdle ``tables``): per energy bin one ``[generated soft hit counts, real hit
-        counts]`` table per image channel, the map of each event's number of hits (:meth:`calibrate`); with
-        ``counts_from_condition`` (multiplicity-conditioned models) ``[conditioned hit pixels, real hit counts]``."""
-        if counts_from_condition and not (self.multiplicity_conditioning and hit_counts is not None):
-            raise ValueError("counts_from_condition needs multiplicity conditioning and hit-count tables")
+        counts]`` table per image channel, the map of each event's number of hits (:meth:`calibrate`)."""
         edges = [float(edge) for edge in energy_edges]
         if edges != sorted(set(edges)):
             raise ValueError(f"calibration energy edges must be strictly increasing, got {edges}")
@@ -979,7 +963,6 @@ class JetDiffusion(LossModel):
                 raise ValueError("all hit-count calibration tables need the same number of quantiles")
         self.calibration, self.calibration_energy_edges, self.calibration_hit_counts = tables, edges, hit_counts
         self.calibration_per_class = bool(per_class)
-        self.calibration_counts_from_condition = bool(counts_from_condition)
         self._hit_boundary = None if hit_counts is None else self._cell_hit_boundary()  # computed outside any trace
 
     def _set_overflow(self, rates, fractions) -> None:
@@ -1001,7 +984,7 @@ class JetDiffusion(LossModel):
         ring = self.ring_of_cell[start : start + self.grid_size, start : start + self.grid_size]  # (G, G)
         self._overflow_tables = (rates, fractions, ring)  # split_overflow's tables and each block's ring
 
-    def calibrate(self, y, energies=None, labels=None, counts=None):
+    def calibrate(self, y, energies=None, labels=None):
         """Normalised, padded ``(N, P, P, K)`` → the same with every energy channel through the quantile map of
         its cell's ring and its event's energy bin (``energies`` (N,) GeV, the energy each event is generated
         for; needed only with energy bins) and, with :attr:`calibration_per_class`, its class (``labels`` (N,)
@@ -1011,24 +994,14 @@ class JetDiffusion(LossModel):
         count at the quantile its generated count has (:meth:`fit_calibration`): the event's generated values of
         that channel are offset by the one number that gives it this many hits under the per-cell map, and only
         the hit decision moves (cells whose hit decision changes get the map of their offset value: a hit, or a
-        value below the hit decision, 0 GeV; all others the value without the count map). With
-        :attr:`calibration_counts_from_condition` the count an event aims at is the map of its conditioned hit
-        pixels per channel instead: ``counts`` ``(N, C)``, by default :meth:`draw_counts` of its label and
-        energy (what :meth:`sample` conditions on)."""
+        value below the hit decision, 0 GeV; all others the value without the count map)."""
         if self.calibration is None:
             return y
         energy_bin = self._calibration_bin(y, energies, labels)
         calibrated = self._calibrate_cells(y, energy_bin)
         if self.calibration_hit_counts is None:
             return calibrated
-        if self.calibration_counts_from_condition and counts is None:
-            if energies is None:
-                raise ValueError("this calibration aims at the conditioned hit counts: calibrate needs energies (N,)")
-            labels = self._labels_or_null(labels, y)
-            counts = self.draw_counts(labels, energies)
-        if not self.calibration_counts_from_condition:
-            counts = None
-        shifted = self._calibrate_cells(self._shift_to_hit_counts(y, energy_bin, counts), energy_bin)
+        shifted = self._calibrate_cells(self._shift_to_hit_counts(y, energy_bin), energy_bin)
         threshold = self.transform.hit_threshold
         return ops.where(ops.not_equal(calibrated >= threshold, shifted >= threshold), shifted, calibrated)
 
@@ -1098,15 +1071,14 @@ class JetDiffusion(LossModel):
         """``(N,)`` the number of hits of margins ``(N, L)``, plus fractions within :data:`HIT_COUNT_SOFTNESS`."""
         return ops.sum(ops.sigmoid(margins / HIT_COUNT_SOFTNESS), axis=1)
 
-    def _shift_to_hit_counts(self, y, energy_bin, conditioned=None):
+    def _shift_to_hit_counts(self, y, energy_bin):
         """``y`` with each event's energy values of each channel offset so that its hit count becomes the mapped
-        count (of its soft hit count, or of its ``conditioned`` hit pixels ``(N, C)``): the boundary moves halfway
-        between the count-th and the next largest margin (at most ±4; values that tie there both become hits)."""
+        count: the boundary moves halfway between the count-th and the next largest margin (at most ±4; values
+        that tie there both become hits)."""
         counts = ops.take(ops.convert_to_tensor(self.calibration_hit_counts, "float32"), energy_bin, axis=0)
         shifts = []
         for c, margins in enumerate(self._hit_margins(y, energy_bin)):  # counts (N, C, 2, K)
-            source = self._soft_hit_count(margins) if conditioned is None else ops.cast(conditioned[:, c], "float32")
-            target = ops.round(quantile_map(source, counts[:, c, 0], counts[:, c, 1]))
+            target = ops.round(quantile_map(self._soft_hit_count(margins), counts[:, c, 0], counts[:, c, 1]))
             ordered = -ops.sort(-margins, axis=1)  # largest first, then one step beyond either end
             ordered = ops.concatenate([ordered[:, :1] + 0.02, ordered, ordered[:, -1:] - 0.02], axis=1)
             k = ops.cast(ops.clip(target, 0.0, float(margins.shape[1])), "int32")[:, None]
@@ -1119,7 +1091,7 @@ class JetDiffusion(LossModel):
 
     def fit_calibration(
         self, images, labels, steps=25, guidance=1.0, eta=0.0, seed=0, batch_size=50, progress=None, energy_bins=1,
-        hit_counts=False, per_class=False, counts_from_condition=False,
+        hit_counts=False, per_class=False,
     ):  # fmt: skip
         """Fit the quantile map on training events ``images (N, S, S, C)`` GeV with labels ``(N,)``: N events
         generated with the same labels (and this sampler) against the training events, per energy channel and
@@ -1138,11 +1110,7 @@ class JetDiffusion(LossModel):
         hits: the generated events' soft hit counts under the per-cell map onto the training events' hit counts
         (hits per event: the per-cell map matches each ring's hit rate, not how the hits spread over events;
         measured: generated ECAL counts too alike, docs/diffusion.md). Each bin's distribution of hit counts is
-        then the training one by construction (not evidence of quality). ``counts_from_condition``
-        (multiplicity-conditioned models) fits instead the map of the training events' hit pixels per channel onto
-        their hits in the cell grid: each generated event then aims at the hits of a training event with its
-        conditioned pixel counts, so the counts of the three channels (and their correlations) are the training
-        events' by construction; the network only has to place them.
+        then the training one by construction (not evidence of quality).
 
         ``per_class`` fits every map three times: on the quark events, on the gluon events and on all of them
         (:data:`CALIBRATION_CLASSES`; same generated events, no extra sampling); a (class, energy) bin without
@@ -1185,15 +1153,11 @@ class JetDiffusion(LossModel):
         counts = np.stack([hits[..., self._channel_of_energy == c].sum(axis=(1, 2, 3)) for c in range(self.channels)])
         counts = counts.T  # (N', C)
         count_tables = []
-        pixel_counts = np.asarray(hit_pixel_counts(images))  # (N', C) what a multiplicity condition counts
         for index, (g, r) in enumerate(events):  # soft counts under this bin's per-cell map
-            if counts_from_condition:
-                count_tables.append(fit_quantile_map(pixel_counts[r], counts[r]))
-                continue
             margins = self._hit_margins(generated[g], np.full(int(g.sum()), index, "int32"))
             soft = np.stack([np.asarray(self._soft_hit_count(m)) for m in margins], axis=1)  # (n, C)
             count_tables.append(fit_quantile_map(soft, counts[r]))
-        self.set_calibration(tables, edges, count_tables, per_class, counts_from_condition)
+        self.set_calibration(tables, edges, count_tables, per_class)
 
     def _fit_ring_tables(self, generated, real) -> list:
         """Per-ring hurdle tables of generated and real cells ``(M, G, G, E)`` / ``(M', G, G, E)``."""

@@ -2,8 +2,9 @@
 
 Defaults model full 125×125×3 events on a 25×25 grid of 5×5-pixel patches (``patch``): Tracks and ECAL as the
 2 hottest hits of each patch (``slots``), HCAL on its 5×5 towers (``hcal_grid``), a U-Net with
-``widths = [24, 48, 96]`` on the grid (padded to 28), conditioned on quark/gluon and on the event's total
-energy, diffusing each pixel's fraction of it (``energy_conditioning``, ``energy_fractions``), 36 epochs on the
+``widths = [24, 48, 96]`` on the grid (padded to 28), conditioned on quark/gluon, on the event's total
+energy and on each channel's hit pixels, diffusing each pixel's fraction of the energy (``energy_conditioning``,
+``multiplicity_conditioning``, ``energy_fractions``), 36 epochs on the
 shipped sample with a learning rate that decays (cosine) over the run (see docs/diffusion.md for the measured
 time); evaluation samples with guidance 2. For the real file on a GPU/TPU::
 
@@ -82,9 +83,6 @@ DEFAULTS: dict[str, Any] = {
     # every map fitted separately on the quark and on the gluon events (and on all, for unconditional samples): on
     # 4000 independent events q/g gen - real -0.072 -> -0.017, HL AUC 0.775 -> 0.761 (docs/diffusion.md)
     "calibration_per_class": True,
-    # with multiplicity conditioning: each event's hit-count map aims at the hits of its conditioned pixel counts
-    # (a training event's), not at the quantile of its generated count (docs/diffusion.md)
-    "calibration_counts_from_condition": True,
     # decoding restores the hits beyond the 2nd of a 5x5 block that the hit slots drop (split off the block's hottest
     # hit with the training events' rates and energy shares per ring): on 4000 independent events the real events'
     # round trip through the slots HL AUC 0.592 -> 0.512, the default run's events 0.770 -> 0.746 (docs/diffusion.md)
@@ -274,8 +272,6 @@ def after_training(model, config: dict[str, Any], data: DiffusionData) -> None:
         seed=config["seed"] + 2, progress=bar.update,
         energy_bins=config["calibration_energy_bins"] if config["energy_conditioning"] else 1,
         hit_counts=config["calibration_hit_counts"], per_class=config["calibration_per_class"],
-        counts_from_condition=bool(config["calibration_counts_from_condition"] and model.multiplicity_conditioning
-                                   and config["calibration_hit_counts"]),
     )  # fmt: skip
     data.calibration = {"events": len(events["y"]), "seconds": time.perf_counter() - clock}
 
