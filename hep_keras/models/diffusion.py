@@ -179,7 +179,7 @@ def fit_energy_quantiles(images: np.ndarray, labels: np.ndarray, n_quantiles: in
     """``log(E / GeV)`` of the total energy of training images ``(N, H, W, C)`` GeV at ``n_quantiles`` evenly
     spaced probabilities from 0 to 1, for quark (label 0) and gluon (label 1) events: the
     ``energy_quantiles`` of :class:`JetDiffusion`. A class without events takes the other's quantiles."""
-    log_e = np.log(np.maximum(images.reshape(len(images), -1).sum(axis=1, dtype=np.float64), 1e-3))
+    log_e = np.log(np.maximum(np.asarray(event_energy(images), np.float64), 1e-3))
     labels = np.asarray(labels).ravel().astype(int)
     probabilities = np.linspace(0.0, 1.0, n_quantiles)
     rows = [np.quantile(log_e[labels == c], probabilities) if np.any(labels == c) else None for c in (0, 1)]
@@ -205,8 +205,8 @@ def fit_multiplicities(images: np.ndarray, labels: np.ndarray, rows: int = 256) 
         raise ValueError("fit_multiplicities needs at least one event")
     if rows < 2:
         raise ValueError(f"fit_multiplicities needs rows >= 2, got {rows}")
-    counts = (images > 0).sum(axis=(1, 2))  # (N, C)
-    energy = images.reshape(len(images), -1).sum(axis=1, dtype=np.float64)
+    counts = np.asarray(hit_pixel_counts(images)).astype(int)  # (N, C)
+    energy = np.asarray(event_energy(images))
 
     def ranked(mask):
         order = np.flatnonzero(mask)[np.argsort(energy[mask], kind="stable")]
