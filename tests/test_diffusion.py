@@ -282,6 +282,31 @@ def test_saved_model_matches_keras_model(cli_run):
     np.testing.assert_allclose(out[:, 2:14, 2:14], window, rtol=1e-5, atol=1e-4)
 
 
+def test_quality_benchmark_without_calibration_changes_only_the_generated_events(cli_run, capsys):
+    """``benchmarks/generation_quality.py --no-calibration`` samples the export's raw network: its table differs
+    from the calibrated one in the generated column only; the training-split reference and the representation
+    ceiling (``--ceiling``: the same real events, no network) are the same numbers."""
+    from conftest import write_jet_file
+    from test_generation_quality import benchmark_module
+
+    module = benchmark_module()
+    held_out = write_jet_file(cli_run["tmp"] / "independent.h5", n=16, size=16, seed=7)
+    argv = [str(cli_run["export"]), "--test-data", str(held_out), "--events", "16", "--ceiling", "--qg-samples", "1"]
+    argv += ["--steps", "2", "--ddpm-steps", "2", "--ddpm-events", "1", "--cnn-epochs", "1"]
+    tables = {}
+    for flag in ([], ["--no-calibration"]):
+        assert module.main(argv + flag) == 0
+        out = capsys.readouterr().out
+        assert ("without calibration" in out.splitlines()[0]) == bool(flag)
+        main, rest = out.split("| high-level feature (alone) |")
+        reference, ceiling = rest.split("Reference (not a model output)")[1].split("Representation ceiling")
+        tables[bool(flag)] = main, reference, ceiling.split("| speed |")[0]
+    calibrated, raw = tables[False], tables[True]
+    w1 = [line.split("|")[2] for line in calibrated[0].splitlines() if line.startswith("| w1_")]
+    assert len(w1) == 8 and w1 != [line.split("|")[2] for line in raw[0].splitlines() if line.startswith("| w1_")]
+    assert calibrated[1] == raw[1] and calibrated[2] == raw[2] and "| w1_mass [GeV] |" in raw[2]
+
+
 def test_generate_cli_subprocess(cli_run):
     import h5py
 
