@@ -39,6 +39,9 @@ def test_fit_multiplicities_known_answer():
     assert gluon == pooled == quark  # no gluons: the pooled rows
     quark, gluon, _ = fit_multiplicities(images, np.array([0, 0, 1, 1, 1]), rows=2)
     assert quark == [[3, 1, 0], [7, 1, 0]] and gluon == [[5, 1, 0], [1, 1, 0]]
+    quark, gluon, pooled = fit_multiplicities(images, np.array([0, 0, 1, 1, 1]))  # rows: the larger class, 3
+    assert gluon == [[5, 1, 0], [2, 1, 0], [1, 1, 0]]  # every gluon event, in energy order
+    assert quark == [[3, 1, 0], [3, 1, 0], [7, 1, 0]] and len(pooled) == 3  # both quarks appear
     np.testing.assert_array_equal(np.asarray(hit_pixel_counts(images)), np.stack([counts, [1] * 5, [0] * 5], 1))
     with pytest.raises(ValueError, match="at least one event"):
         fit_multiplicities(images[:0], np.zeros(0))
