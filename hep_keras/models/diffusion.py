@@ -333,7 +333,8 @@ class JetDiffusion(LossModel):
         hcal_towers: the last channel (HCAL) enters as one value per ``patch × patch`` tower (its pixels are
             equal in the data); generated HCAL is then uniform on the towers by construction.
         widths, blocks_per_level, attention, embed_dim, dropout, head_width: U-Net settings (:func:`build_unet`;
-            ``head_width`` > 0 adds the per-cell head a patch grid needs, see docs/diffusion.md).
+            ``head_width`` > 0 adds the per-cell head a patch grid needs, see docs/diffusion.md; ``scale_shift``
+            conditions every residual block by FiLM instead of an added bias).
         prediction: ``"v"`` or ``"epsilon"``.
         schedule: ``"cosine"`` or ``"linear"`` (:func:`diffusion_schedule`); ``min_signal_rate`` for cosine.
         label_dropout: probability of replacing the label by the null label in training.
@@ -389,6 +390,7 @@ class JetDiffusion(LossModel):
         hcal_towers: bool = False,
         slots: int = 0,
         head_width: int = 0,
+        scale_shift: bool = False,
         scales=(1.0, 1.0, 1.0),
         log_max=(5.0, 5.0, 5.0),
         thresholds=None,
@@ -420,6 +422,7 @@ class JetDiffusion(LossModel):
         self.embed_dim = int(embed_dim)
         self.dropout = float(dropout)
         self.head_width = int(head_width)
+        self.scale_shift = bool(scale_shift)
         self.prediction = prediction
         self.schedule = schedule
         self.min_signal_rate = float(min_signal_rate)
@@ -478,6 +481,7 @@ class JetDiffusion(LossModel):
             "num_classes": NULL_LABEL,
             "dropout": self.dropout,
             "head_width": self.head_width,
+            "scale_shift": self.scale_shift,
             "energy_conditioning": self.energy_conditioning,
             "condition_size": max(self.condition_size, 1),
         }
@@ -541,6 +545,7 @@ class JetDiffusion(LossModel):
             "embed_dim": self.embed_dim,
             "dropout": self.dropout,
             "head_width": self.head_width,
+            "scale_shift": self.scale_shift,
             "prediction": self.prediction,
             "schedule": self.schedule,
             "min_signal_rate": self.min_signal_rate,

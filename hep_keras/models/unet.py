@@ -8,7 +8,8 @@ construction and round-trips through ``.keras`` files without custom ``build`` c
 ``output``  ``(N, H, W, C)`` float32: the predicted noise ε or velocity v (see ``JetDiffusion.prediction``)
 
 Architecture: a 3×3 stem convolution, then per resolution level ``blocks_per_level`` residual blocks
-(GroupNorm → swish → conv, twice, with the time+label embedding added in between), a strided-convolution
+(GroupNorm → swish → conv, twice, with the time+label embedding added in between, or with ``scale_shift``
+scaling and shifting the second GroupNorm's output), a strided-convolution
 downsample between levels, a middle block (residual, optional self-attention at the lowest resolution,
 residual), and the mirrored upsampling path (nearest-neighbour ×2 + conv) with skip concatenations. The time
 is embedded sinusoidally; the label is embedded with ``num_classes + 1`` rows, the last one being the "null"
@@ -61,18 +62,30 @@ def _groups(width: int, max_groups: int = 8) -> int:
     return next(g for g in range(min(max_groups, width), 0, -1) if width % g == 0)
 
 
-def residual_block(x, emb, width: int, name: str, dropout: float = 0.0):
-    """GroupNorm-swish-conv ×2 with the embedding added after the first conv; 1×1 conv on the skip if needed.
+def residual_block(x, emb, width: int, name: str, dropout: float = 0.0, scale_shift: bool = False):
+    """GroupNorm-swish-conv ×2 with the embedding entering after the first conv; 1×1 conv on the skip if needed.
 
-    ``x`` (N, H, W, C_in), ``emb`` (N, E) → (N, H, W, width).
+    ``x`` (N, H, W, C_in), ``emb`` (N, E) → (N, H, W, width). The embedding is added to the features before the
+    second GroupNorm, or with ``scale_shift`` (FiLM, "adaptive GroupNorm" of Dhariwal & Nichol's ADM) scales and
+    shifts them after it: ``norm(h) · (1 + s) + b`` with ``s, b`` two dense maps of the embedding (``s`` starts at
+    0), so the condition can switch features on and off instead of only biasing them before a norm that removes
+    most of a bias.
     """
     skip = x if x.shape[-1] == width else layers.Conv2D(width, 1, name=f"{name}_skip")(x)
     h = layers.GroupNormalization(_groups(x.shape[-1]), name=f"{name}_norm1")(x)
     h = layers.Activation("swish", name=f"{name}_act1")(h)
     h = layers.Conv2D(width, 3, padding="same", name=f"{name}_conv1")(h)
     e = layers.Dense(width, name=f"{name}_emb")(emb)
-    h = layers.Add(name=f"{name}_add_emb")([h, layers.Reshape((1, 1, width), name=f"{name}_emb_reshape")(e)])
-    h = layers.GroupNormalization(_groups(width), name=f"{name}_norm2")(h)
+    e = layers.Reshape((1, 1, width), name=f"{name}_emb_reshape")(e)
+    if scale_shift:
+        s = layers.Dense(width, kernel_initializer="zeros", name=f"{name}_emb_scale")(emb)
+        s = layers.Reshape((1, 1, width), name=f"{name}_emb_scale_reshape")(s)
+        h = layers.GroupNormalization(_groups(width), name=f"{name}_norm2")(h)
+        h = layers.Add(name=f"{name}_scale")([h, layers.Multiply(name=f"{name}_times_scale")([h, s])])
+        h = layers.Add(name=f"{name}_add_emb")([h, e])
+    else:
+        h = layers.Add(name=f"{name}_add_emb")([h, e])
+        h = layers.GroupNormalization(_groups(width), name=f"{name}_norm2")(h)
     h = layers.Activation("swish", name=f"{name}_act2")(h)
     if dropout:
         h = layers.Dropout(dropout, name=f"{name}_dropout")(h)
@@ -101,6 +114,7 @@ def build_unet(
     head_width: int = 0,
     energy_conditioning: bool = False,
     condition_size: int = 1,
+    scale_shift: bool = False,
     name: str = "unet",
 ) -> keras.Model:
     """Build the conditional U-Net (functional ``keras.Model``, see the module docstring).
@@ -122,6 +136,8 @@ def build_unet(
             by a two-layer MLP and added to the time+label embedding.
         condition_size: numbers in that input per event: 1 (shape ``(N,)``) or more (shape ``(N, condition_size)``,
             e.g. the energy and each channel's hit count).
+        scale_shift: the embedding scales and shifts each residual block's normalised features (FiLM, see
+            :func:`residual_block`) instead of being added before the norm.
     """
     height, width, channels = image_shape
     factor = 2 ** (len(widths) - 1)
@@ -149,21 +165,21 @@ def build_unet(
     skips = [x]
     for level, w in enumerate(widths):
         for block in range(blocks_per_level):
-            x = residual_block(x, emb, w, f"down{level}_{block}", dropout)
+            x = residual_block(x, emb, w, f"down{level}_{block}", dropout, scale_shift)
             skips.append(x)
         if level < len(widths) - 1:
             x = layers.Conv2D(w, 3, strides=2, padding="same", name=f"down{level}_pool")(x)
             skips.append(x)
 
-    x = residual_block(x, emb, widths[-1], "mid_0", dropout)
+    x = residual_block(x, emb, widths[-1], "mid_0", dropout, scale_shift)
     if attention:
         x = attention_block(x, "mid_attention")
-    x = residual_block(x, emb, widths[-1], "mid_1", dropout)
+    x = residual_block(x, emb, widths[-1], "mid_1", dropout, scale_shift)
 
     for level in reversed(range(len(widths))):
         for block in range(blocks_per_level + 1):
             x = layers.Concatenate(name=f"up{level}_{block}_concat")([x, skips.pop()])
-            x = residual_block(x, emb, widths[level], f"up{level}_{block}", dropout)
+            x = residual_block(x, emb, widths[level], f"up{level}_{block}", dropout, scale_shift)
         if level > 0:
             x = layers.UpSampling2D(2, interpolation="nearest", name=f"up{level}_upsample")(x)
             x = layers.Conv2D(widths[level - 1], 3, padding="same", name=f"up{level}_upconv")(x)

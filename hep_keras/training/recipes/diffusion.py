@@ -43,7 +43,7 @@ MONITOR = "val_loss"
 MODEL_KEYS = (
     "widths", "blocks_per_level", "attention", "embed_dim", "dropout", "prediction", "schedule",
     "min_signal_rate", "label_dropout", "ema", "gap", "seed", "patch", "slots", "head_width",
-    "energy_fractions",
+    "scale_shift", "energy_fractions",
 )  # fmt: skip
 HCAL_GRIDS = ("auto", "tower", "pixel")
 DEFAULTS: dict[str, Any] = {
@@ -54,6 +54,9 @@ DEFAULTS: dict[str, Any] = {
     "slots": 2,  # Tracks/ECAL as the 2 hottest hits (energy, row, col) per patch (0 = every pixel a channel)
     "head_width": 0,  # per-cell 1x1 head over [features, noisy input] (0 = none)
     "blocks_per_level": 1,
+    # the condition (time, label, energy, hit counts) scales and shifts every residual block's features (FiLM)
+    # instead of being added before a GroupNorm
+    "scale_shift": True,
     "attention": True,  # self-attention at the lowest resolution
     "embed_dim": 32,  # sinusoidal time-embedding size
     "dropout": 0.0,
