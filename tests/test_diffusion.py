@@ -531,3 +531,31 @@ def test_hit_slot_model_round_trip_and_sampling_clip():
     assert empty_positions.any() and np.all(x0[empty_positions] != 0)  # not projected to the block's centre
     # x̂0 is clipped to [-1.5, 1.5]: not at -1 (empty), which would cut one side of the scatter around empty
     assert x0.min() == -1.5 and x0.max() == 1.5 and np.any((x0 < -1) & (x0 > -1.5))
+
+
+@pytest.mark.parametrize("scale_shift", [False, True], ids=["added-bias", "scale-shift"])
+def test_residual_block_conditioning_known_answer(scale_shift):
+    """The embedding enters a residual block as an added bias before the second GroupNorm, or (``scale_shift``,
+    FiLM) as ``norm(h) · (1 + s) + b`` after it; checked against the block's own layers composed by hand."""
+    from hep_keras.models.unet import residual_block
+
+    x_in, emb_in = keras.Input((4, 4, 8)), keras.Input((6,))
+    block = keras.Model([x_in, emb_in], residual_block(x_in, emb_in, 8, "b", scale_shift=scale_shift))
+    rng = np.random.default_rng(0)
+    for layer in block.layers:  # random weights everywhere (conv2 and the scale map start at zero)
+        layer.set_weights([rng.normal(size=w.shape).astype("float32") for w in layer.get_weights()])
+    x = rng.normal(size=(2, 4, 4, 8)).astype("float32")
+    emb = rng.normal(size=(2, 6)).astype("float32")
+    get = block.get_layer
+
+    def dense(name):
+        return np.asarray(get(name)(emb))[:, None, None, :]
+
+    h = np.asarray(get("b_conv1")(keras.activations.swish(get("b_norm1")(x))))
+    if scale_shift:
+        h = np.asarray(get("b_norm2")(h)) * (1 + dense("b_emb_scale")) + dense("b_emb")
+    else:
+        h = np.asarray(get("b_norm2")(h + dense("b_emb")))
+    expected = x + np.asarray(get("b_conv2")(keras.activations.swish(h)))
+    np.testing.assert_allclose(np.asarray(block([x, emb])), expected, rtol=1e-4, atol=1e-4)
+    assert ("b_emb_scale" in [layer.name for layer in block.layers]) == scale_shift

@@ -88,6 +88,13 @@ def test_bad_multiplicities_are_rejected():
     config = {**COMMON_DEFAULTS, **recipe.DEFAULTS, "energy_conditioning": False, "energy_fractions": False}
     with pytest.raises(ConfigError, match="'multiplicity_conditioning' needs 'energy_conditioning'"):
         recipe.validate(config)
+    config = {**COMMON_DEFAULTS, **recipe.DEFAULTS, "calibration_drawn_counts": ["muons"]}
+    with pytest.raises(ConfigError, match="'calibration_drawn_counts' must be a list of tracks, ecal, hcal"):
+        recipe.validate(config)
+    # the default aims HCAL; nothing to aim without the multiplicity condition or the hit-count map
+    assert recipe.drawn_count_channels({**COMMON_DEFAULTS, **recipe.DEFAULTS}) == ["HCAL"]
+    assert recipe.drawn_count_channels({**COMMON_DEFAULTS, **recipe.DEFAULTS, "multiplicity_conditioning": False}) == []
+    assert recipe.drawn_count_channels({**COMMON_DEFAULTS, **recipe.DEFAULTS, "calibration_hit_counts": False}) == []
 
 
 @pytest.fixture(scope="module")
@@ -128,3 +135,29 @@ def test_count_conditioned_model_round_trips_through_a_keras_file(trained_count_
     np.testing.assert_allclose(
         np.asarray(loaded.sample(labels, steps=3, seed=5)), np.asarray(model.sample(labels, steps=3, seed=5)), atol=1e-5
     )
+
+
+def test_drawn_count_calibration_gives_every_event_its_requested_hits(trained_count_model, tmp_path):
+    """``calibration_drawn_counts``: the hit-count map aims each event of the listed channels at the hits it was
+    conditioned on (here Tracks, 3 or 7 pixels), exactly; the other channels keep the quantile map; the setting
+    survives a ``.keras`` file; without multiplicity conditioning it is refused."""
+    model = trained_count_model
+    rng = np.random.default_rng(1)
+    counts = rng.integers(1, 13, 64)
+    images = hit_images(counts, np.exp(rng.uniform(np.log(5.0), np.log(50.0), 64)))
+    labels = (np.arange(64) % 2).astype("int32")
+    model.fit_calibration(images, labels, steps=4, seed=2, hit_counts=True)
+    aimed = JetDiffusion.from_config({**model.get_config(), "calibration_drawn_counts": [0]})
+    aimed.set_weights(model.get_weights())
+    labels, energies = np.zeros(16, "int32"), np.full(16, 20.0, "float32")
+    for n in (3, 7):
+        requested = np.tile([n, 1, 0], (16, 1))
+        events = np.asarray(aimed.sample(labels, steps=4, seed=3, energies=energies, counts=requested))
+        np.testing.assert_array_equal((events[..., 0] > 0).sum(axis=(1, 2)), n)
+        plain = np.asarray(model.sample(labels, steps=4, seed=3, energies=energies, counts=requested))
+        np.testing.assert_array_equal(events[..., 1] > 0, plain[..., 1] > 0)  # ECAL: the quantile map as before
+    aimed.save(tmp_path / "aimed.keras")
+    assert keras.saving.load_model(tmp_path / "aimed.keras").calibration_drawn_counts == [0]
+    model.set_calibration(None)
+    with pytest.raises(ValueError, match="calibration_drawn_counts needs multiplicity conditioning"):
+        count_model(None, None, calibration_drawn_counts=[0])

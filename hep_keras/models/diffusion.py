@@ -365,6 +365,9 @@ class JetDiffusion(LossModel):
         calibration_per_class: the calibration's bins are (class, energy bin): quark, gluon and all events, each
             with ``len(calibration_energy_edges) + 1`` energy bins (class-major); a quark or gluon event goes
             through its class's maps, an unconditional one (label 2) through those of all events.
+        calibration_drawn_counts: image channels (0 Tracks, 1 ECAL, 2 HCAL) whose hit-count map aims each event
+            at the hit pixels it was conditioned on (:meth:`calibrate`) instead of the training count at its
+            generated count's quantile; needs ``multiplicities`` and ``calibration_hit_counts``.
         overflow_rates, overflow_fractions: ``None`` or, with hit slots, the tables of
             :func:`~hep_keras.models.hit_slots.fit_overflow` per hit-slot channel and ring of
             :attr:`calibration_rings` (:func:`fit_slot_overflow`): decoding then restores, at random with the
@@ -403,6 +406,7 @@ class JetDiffusion(LossModel):
         calibration_energy_edges=(),
         calibration_hit_counts=None,
         calibration_per_class: bool = False,
+        calibration_drawn_counts=(),
         overflow_rates=None,
         overflow_fractions=None,
         seed: int = 0,
@@ -507,6 +511,12 @@ class JetDiffusion(LossModel):
             [(j // 3 if self.slots else j) % fine if j < sparse else self.channels - 1 for j in self.energy_channels]
         )
         self.set_calibration(calibration, calibration_energy_edges, calibration_hit_counts, calibration_per_class)
+        self.calibration_drawn_counts = sorted({int(c) for c in calibration_drawn_counts})
+        if self.calibration_drawn_counts and not self.multiplicity_conditioning:
+            raise ValueError("calibration_drawn_counts needs multiplicity conditioning (multiplicities)")
+        if not set(self.calibration_drawn_counts) <= set(range(self.channels)):
+            raise ValueError(f"calibration_drawn_counts must be image channels 0..{self.channels - 1}, "
+                             f"got {list(calibration_drawn_counts)}")  # fmt: skip
         self._set_overflow(overflow_rates, overflow_fractions)
         self.build((None, self.image_size, self.image_size, self.channels))
 
@@ -565,6 +575,7 @@ class JetDiffusion(LossModel):
             "overflow_rates": self.overflow_rates,
             "overflow_fractions": self.overflow_fractions,
             "calibration_per_class": self.calibration_per_class,
+            "calibration_drawn_counts": self.calibration_drawn_counts,
             "seed": self.seed,
         }
 
@@ -910,7 +921,7 @@ class JetDiffusion(LossModel):
                 for; by default those of the training event at its energy's rank (:meth:`draw_counts`).
         """
         x, energies = self.sample_normalized(labels, steps, eta, guidance, seed, noise, energies, counts)
-        return self.denormalize(self.calibrate(x, energies, labels), energies, seed)
+        return self.denormalize(self.calibrate(x, energies, labels, counts), energies, seed)
 
     def sample_normalized(
         self, labels, steps=25, eta=0.0, guidance=1.0, seed=0, noise=None, energies=None, counts=None
@@ -993,7 +1004,7 @@ class JetDiffusion(LossModel):
         ring = self.ring_of_cell[start : start + self.grid_size, start : start + self.grid_size]  # (G, G)
         self._overflow_tables = (rates, fractions, ring)  # split_overflow's tables and each block's ring
 
-    def calibrate(self, y, energies=None, labels=None):
+    def calibrate(self, y, energies=None, labels=None, counts=None):
         """Normalised, padded ``(N, P, P, K)`` → the same with every energy channel through the quantile map of
         its cell's ring and its event's energy bin (``energies`` (N,) GeV, the energy each event is generated
         for; needed only with energy bins) and, with :attr:`calibration_per_class`, its class (``labels`` (N,)
@@ -1003,14 +1014,25 @@ class JetDiffusion(LossModel):
         count at the quantile its generated count has (:meth:`fit_calibration`): the event's generated values of
         that channel are offset by the one number that gives it this many hits under the per-cell map, and only
         the hit decision moves (cells whose hit decision changes get the map of their offset value: a hit, or a
-        value below the hit decision, 0 GeV; all others the value without the count map)."""
+        value below the hit decision, 0 GeV; all others the value without the count map). The channels of
+        :attr:`calibration_drawn_counts` are aimed instead at the hit pixels ``counts`` (N, C) each event was
+        conditioned on (``None``: drawn from ``labels`` and ``energies`` as :meth:`sample` draws them), in cells:
+        a tower HCAL hit is ``patch²`` pixels, a slot or pixel hit one."""
         if self.calibration is None:
             return y
         energy_bin = self._calibration_bin(y, energies, labels)
         calibrated = self._calibrate_cells(y, energy_bin)
         if self.calibration_hit_counts is None:
             return calibrated
-        shifted = self._calibrate_cells(self._shift_to_hit_counts(y, energy_bin), energy_bin)
+        drawn = None
+        if self.calibration_drawn_counts:
+            if counts is None:
+                labels = ops.full((ops.shape(y)[0],), NULL_LABEL, "int32") if labels is None else labels
+                counts = self.draw_counts(labels, energies)
+            per_cell = np.array([self.patch**2 if self.hcal_towers and c == self.channels - 1 else 1
+                                 for c in range(self.channels)], "float32")  # fmt: skip
+            drawn = ops.cast(counts, "float32") / per_cell
+        shifted = self._calibrate_cells(self._shift_to_hit_counts(y, energy_bin, drawn), energy_bin)
         threshold = self.transform.hit_threshold
         return ops.where(ops.not_equal(calibrated >= threshold, shifted >= threshold), shifted, calibrated)
 
@@ -1080,14 +1102,18 @@ class JetDiffusion(LossModel):
         """``(N,)`` the number of hits of margins ``(N, L)``, plus fractions within :data:`HIT_COUNT_SOFTNESS`."""
         return ops.sum(ops.sigmoid(margins / HIT_COUNT_SOFTNESS), axis=1)
 
-    def _shift_to_hit_counts(self, y, energy_bin):
+    def _shift_to_hit_counts(self, y, energy_bin, drawn=None):
         """``y`` with each event's energy values of each channel offset so that its hit count becomes the mapped
-        count: the boundary moves halfway between the count-th and the next largest margin (at most ±4; values
-        that tie there both become hits)."""
+        count (or, for the channels of :attr:`calibration_drawn_counts`, ``drawn`` (N, C) hit cells): the
+        boundary moves halfway between the count-th and the next largest margin (at most ±4; values that tie
+        there both become hits)."""
         counts = ops.take(ops.convert_to_tensor(self.calibration_hit_counts, "float32"), energy_bin, axis=0)
         shifts = []
         for c, margins in enumerate(self._hit_margins(y, energy_bin)):  # counts (N, C, 2, K)
-            target = ops.round(quantile_map(self._soft_hit_count(margins), counts[:, c, 0], counts[:, c, 1]))
+            if drawn is not None and c in self.calibration_drawn_counts:
+                target = ops.round(drawn[:, c])
+            else:
+                target = ops.round(quantile_map(self._soft_hit_count(margins), counts[:, c, 0], counts[:, c, 1]))
             ordered = -ops.sort(-margins, axis=1)  # largest first, then one step beyond either end
             ordered = ops.concatenate([ordered[:, :1] + 0.02, ordered, ordered[:, -1:] - 0.02], axis=1)
             k = ops.cast(ops.clip(target, 0.0, float(margins.shape[1])), "int32")[:, None]
