@@ -125,3 +125,18 @@ def test_the_check_finds_a_missing_label_overlapping_ticks_and_a_bare_colour_bar
         "panel 0 (untitled): y axis has tick labels, no label",
         "colour bar of panel 2 has no label",
     ]
+
+
+def test_histogram_bins_follow_whole_number_values():
+    """Hit counts get bins centred on whole multiples of their common step (no bin that no value can reach);
+    continuous values get equal bins over their central 99 %."""
+    counts = np.arange(4, 33)
+    edges = plots.histogram_bins(counts.astype(float))
+    np.testing.assert_array_equal(edges, np.arange(3.5, 33.0))  # one bin per count, 4 to 32
+    towers = np.arange(4, 33) * 25.0  # HCAL pixels: whole 5x5 towers
+    edges = plots.histogram_bins(towers)
+    assert np.all(np.histogram(towers, edges)[0] > 0) and edges[0] == 100 - 12.5 and np.all(np.diff(edges) == 25)
+    wide = np.arange(0, 1000)
+    assert np.all(np.histogram(wide, plots.histogram_bins(wide.astype(float)))[0][:-1] == 25)
+    smooth = np.random.default_rng(0).normal(size=1000)
+    assert len(plots.histogram_bins(smooth)) == 40

@@ -21,6 +21,19 @@ from hep_keras.physics import OBSERVABLE_UNITS  # noqa: E402
 
 
 @styled
+def histogram_bins(values: np.ndarray, n_bins: int = 40) -> np.ndarray:
+    """Bin edges over the central 99 % of ``values``: ``n_bins`` equal bins, or for whole-number values (hit
+    counts; HCAL pixel counts are whole towers, multiples of 25) bins centred on a whole number of the values'
+    common step, so that no bin is empty because no value can fall in it (a comb)."""
+    lo, hi = np.percentile(values, [0.5, 99.5]) if values.size else (0.0, 1.0)
+    if values.size and np.all(np.mod(values, 1) == 0):
+        step = max(1, int(np.gcd.reduce(np.abs(values).astype(np.int64))))
+        width = step * max(1, int(np.ceil((hi - lo + step) / (step * n_bins))))
+        start = np.floor(lo / step) * step
+        return np.arange(start, hi + width + 1, width) - step / 2
+    return np.linspace(lo, hi if hi > lo else lo + 1, n_bins)
+
+
 def plot_observable_histograms(
     reference: dict[str, np.ndarray],
     other: dict[str, np.ndarray],
@@ -36,9 +49,7 @@ def plot_observable_histograms(
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.3 * nrows), constrained_layout=True)
     for ax, key in zip(np.ravel(axes), keys, strict=False):
         a, b = np.asarray(reference[key]), np.asarray(other[key])
-        both = np.concatenate([a, b])
-        lo, hi = np.percentile(both, [0.5, 99.5]) if both.size else (0, 1)
-        bins = np.linspace(lo, hi if hi > lo else lo + 1, 40)
+        bins = histogram_bins(np.concatenate([a, b]))
         with np.errstate(invalid="ignore", divide="ignore"):  # an all-empty sample has no density
             ax.hist(a, bins=bins, histtype="step", lw=1.5, label=labels[0], density=True)
             ax.hist(b, bins=bins, histtype="step", lw=1.5, label=labels[1], density=True)
