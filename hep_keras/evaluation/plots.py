@@ -20,7 +20,6 @@ from hep_keras.evaluation.style import styled  # noqa: E402
 from hep_keras.physics import OBSERVABLE_UNITS  # noqa: E402
 
 
-@styled
 def histogram_bins(values: np.ndarray, n_bins: int = 40) -> np.ndarray:
     """Bin edges over the central 99 % of ``values``: ``n_bins`` equal bins, or for whole-number values (hit
     counts; HCAL pixel counts are whole towers, multiples of 25) bins centred on a whole number of the values'
@@ -34,6 +33,7 @@ def histogram_bins(values: np.ndarray, n_bins: int = 40) -> np.ndarray:
     return np.linspace(lo, hi if hi > lo else lo + 1, n_bins)
 
 
+@styled
 def plot_observable_histograms(
     reference: dict[str, np.ndarray],
     other: dict[str, np.ndarray],
