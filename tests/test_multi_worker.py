@@ -74,24 +74,30 @@ def start_workers(command, root: Path) -> tuple[list[subprocess.CompletedProcess
 def files(tmp_path_factory):
     from conftest import write_jet_file
 
+    from hep_keras.data.tfds import prepare_quark_gluon
+
     root = tmp_path_factory.mktemp("multi_worker")
     # 200 events in 4 blocks of 64/64/64/8 events: worker 0 reads blocks 0 and 2, worker 1 blocks 1 and 3
+    images = write_jet_file(root / "images.h5", n=200, size=16)
+    prepare_quark_gluon(images, root / "tfds")  # the same events as TFDS: each worker reads half of each split
     return {
-        "images": write_jet_file(root / "images.h5", n=200, size=16),
+        "images": images,
+        "tfds": f"tfds:quark_gluon@{root / 'tfds'}",
         "jets": write_table(root / "j.h5", toy_table(203)),
     }
 
 
-CASES = {
-    "vae": ([*VAE, "--batch-size", "256"], "images", True),
-    "compressor": ([*COMPRESSOR, "--batch-size", "256"], "jets", False),
+CASES = {  # case: (fit model, its tiny settings, data, fixed noise)
+    "vae": ("vae", [*VAE, "--batch-size", "256"], "images", True),
+    "vae_tfds": ("vae", [*VAE, "--batch-size", "256"], "tfds", True),
+    "compressor": ("compressor", [*COMPRESSOR, "--batch-size", "256"], "jets", False),
 }
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("model", sorted(CASES))
-def test_two_workers_match_one(model, files, tmp_path):
-    tiny, data, noise = CASES[model]
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_two_workers_match_one(case, files, tmp_path):
+    model, tiny, data, noise = CASES[case]
     args = [model, "--data", files[data], "--epochs", "2", "--learning-rate", "0.01", *tiny]
     results, pids = run_cluster(args, tmp_path, noise)
     for result in results:

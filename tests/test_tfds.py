@@ -65,6 +65,23 @@ def test_pipeline_is_pure_graph_and_batches_like_jet_images(built):
     assert graph_ops(jet_images(source, "train", 8)) & {"PyFunc", "EagerPyFunc", "PyFuncStateless"}
 
 
+@pytest.mark.parametrize("max_events", [None, 30])
+def test_worker_shards_are_disjoint_and_cover_the_split(built, max_events):
+    """``--strategy multi_worker``: each worker's shuffled pipeline holds its own half of the (first
+    ``max_events``) training events; together exactly the one-worker pipeline's events."""
+    _, spec = built
+
+    def event_ids(**shard):
+        ds = tfds_images(spec, "train", 7, fields=("m0",), shuffle=True, seed=3, max_events=max_events, **shard)
+        return np.concatenate(list(ds.as_numpy_iterator()))  # m0 = event index + 0.5: one id per event
+
+    whole = event_ids()
+    shards = [event_ids(num_shards=2, shard_index=i) for i in range(2)]
+    assert len(whole) == (max_events or 48) and len(np.unique(whole)) == len(whole)
+    assert sorted(len(s) for s in shards) == [len(whole) // 2] * 2
+    np.testing.assert_array_equal(np.sort(np.concatenate(shards)), np.sort(whole))
+
+
 def test_sparse_image_round_trip_with_long_zero_runs():
     feature = SparseImage((200, 200, 3))
     image = np.zeros((200, 200, 3), np.float32)

@@ -85,8 +85,9 @@ def tfds_images(
 ):
     """Batches of one split like :func:`hep_keras.data.jet_images` (``"val"`` is TFDS ``validation``).
 
-    ``max_events`` keeps the first N events of the split; ``num_shards``/``shard_index`` keep every
-    ``num_shards``-th event (multi-worker). Pure graph: decoding is ``decode_compressed`` + ``scatter_nd``.
+    ``max_events`` keeps the first N events of the split (in the dataset's stored order); ``num_shards`` /
+    ``shard_index`` keep one of ``num_shards`` disjoint, even slices of them (multi-worker). Pure graph:
+    decoding is ``decode_compressed`` + ``scatter_nd``.
     """
     import tensorflow as tf
     import tensorflow_datasets as tfds
@@ -97,15 +98,13 @@ def tfds_images(
     shuffle = (split == "train") if shuffle is None else bool(shuffle)
     read_config = tfds.ReadConfig(shuffle_seed=seed, interleave_cycle_length=4)
     ds = builder.as_dataset(
-        split=TFDS_SPLITS[split],
+        split=_subsplit(builder, split, max_events, num_shards, shard_index),
         shuffle_files=shuffle,
         read_config=read_config,
         decoders={"image": tfds.decode.SkipDecoding()},
     )
-    if max_events:
+    if max_events and split == "all":
         ds = ds.take(int(max_events))
-    if num_shards > 1:
-        ds = ds.shard(num_shards, shard_index)
     if shuffle:
         ds = ds.shuffle(SHUFFLE_EVENTS, seed=seed + 1, reshuffle_each_iteration=True)  # sparse events: small
     image_feature = builder.info.features["image"]
@@ -135,6 +134,21 @@ def tfds_images(
     if num_shards > 1:
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
     return ds.prefetch(tf.data.AUTOTUNE).with_options(options)
+
+
+def _subsplit(builder, split: str, max_events: int | None, num_shards: int, shard_index: int):
+    """The TFDS split instruction of one hep_keras split of ``builder``'s dataset: its first ``max_events``
+    examples (``"all"``: the union, cut after reading), and of those the ``shard_index``-th of ``num_shards``
+    even, disjoint slices (``tfds.even_splits``: every worker reads only its own records, whatever order the
+    files are read in)."""
+    import tensorflow_datasets as tfds
+
+    name = TFDS_SPLITS[split]
+    if max_events and split != "all" and int(max_events) < builder.info.splits[name].num_examples:
+        name = f"{name}[:{int(max_events)}]"
+    if num_shards > 1:
+        name = tfds.even_splits(name, n=num_shards)[shard_index]
+    return name
 
 
 def tfds_read(spec: str, split: str, n: int, fields=("X_jets", "y", "m0", "pt"), crop=None) -> dict[str, np.ndarray]:
