@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from hep_keras.evaluation.two_sample import small_cnn
 from hep_keras.physics import PIXEL_SIZE, pixel_coordinates
 
 #: pixel thresholds (GeV) of the occupancy summaries
@@ -273,26 +274,6 @@ def two_sample_auc_hl(original: np.ndarray, reconstructed: np.ndarray, folds: in
     return _kfold_auc(x, y, folds, seed)
 
 
-def _cnn(shape: tuple[int, int, int], seed: int):
-    import keras
-
-    keras.utils.set_random_seed(seed)
-    model = keras.Sequential(
-        [
-            keras.Input(shape),
-            keras.layers.Conv2D(16, 5, strides=2, padding="same", activation="relu"),
-            keras.layers.Conv2D(32, 3, strides=2, padding="same", activation="relu"),
-            keras.layers.Conv2D(32, 3, strides=2, padding="same", activation="relu"),
-            keras.layers.Flatten(),
-            keras.layers.Dense(32, activation="relu"),
-            keras.layers.Dense(1, activation="sigmoid"),
-        ],
-        name="two_sample_cnn",
-    )
-    model.compile(optimizer=keras.optimizers.Adam(2e-3), loss="binary_crossentropy")
-    return model
-
-
 def two_sample_auc_cnn(
     original: np.ndarray, reconstructed: np.ndarray, epochs: int = 10, seed: int = 0, batch_size: int = 32
 ) -> dict[str, float]:
@@ -309,7 +290,7 @@ def two_sample_auc_cnn(
     scores = np.zeros(len(y))
     aucs = []
     for k in (0, 1):
-        model = _cnn(x.shape[1:], seed + k)
+        model = small_cnn(x.shape[1:], seed + k)
         model.fit(x[fold != k], y[fold != k], epochs=epochs, batch_size=batch_size, verbose=0, shuffle=True)
         scores[fold == k] = np.asarray(model.predict(x[fold == k], batch_size=256, verbose=0)).ravel()
         aucs.append(roc_auc_score(y[fold == k], scores[fold == k]))

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import wasserstein_distance
 
+from hep_keras.evaluation.two_sample import small_cnn
 from hep_keras.physics import CHANNEL_KEYS, image_observables, radial_profile
 
 #: per-pixel thresholds [GeV] of the occupancy features
@@ -201,26 +202,6 @@ def oof_scores(x0: np.ndarray, x1: np.ndarray, folds: int = 5, seed: int = 0) ->
     return y, scores
 
 
-def _cnn(shape: tuple[int, int, int], seed: int):
-    import keras
-
-    keras.utils.set_random_seed(seed)
-    model = keras.Sequential(
-        [
-            keras.Input(shape),
-            keras.layers.Conv2D(16, 5, strides=5, activation="relu"),  # 125 -> 25: one cell per HCAL tower
-            keras.layers.Conv2D(32, 3, strides=2, padding="same", activation="relu"),
-            keras.layers.Conv2D(32, 3, strides=2, padding="same", activation="relu"),
-            keras.layers.GlobalAveragePooling2D(),
-            keras.layers.Dense(32, activation="relu"),
-            keras.layers.Dense(1, activation="sigmoid"),
-        ],
-        name="two_sample_cnn",
-    )
-    model.compile(optimizer=keras.optimizers.Adam(2e-3), loss="binary_crossentropy")
-    return model
-
-
 def cnn_oof_scores(images0: np.ndarray, images1: np.ndarray, epochs: int = 8, seed: int = 0):
     """2-fold out-of-fold scores of a small CNN on log1p(GeV) images separating ``images0`` from ``images1``."""
     x = np.log1p(np.maximum(np.concatenate([images0, images1]), 0.0)).astype(np.float32)
@@ -230,7 +211,7 @@ def cnn_oof_scores(images0: np.ndarray, images1: np.ndarray, epochs: int = 8, se
     scores = np.zeros(len(y))
     for k, test in enumerate(halves):
         train = halves[1 - k]
-        model = _cnn(x.shape[1:], seed + k)
+        model = small_cnn(x.shape[1:], seed + k, towers=True)
         model.fit(x[train], y[train], epochs=epochs, batch_size=32, verbose=0)
         scores[test] = np.asarray(model.predict(x[test], batch_size=64, verbose=0)).ravel()
     return y.astype(int), scores

@@ -90,6 +90,38 @@ def _classifier(n_features: int, width: int, seed: int):
     return model
 
 
+def small_cnn(shape: tuple[int, int, int], seed: int, towers: bool = False):
+    """The small CNN of the image two-sample tests on ``(H, W, C)`` log1p(GeV) images: one sigmoid output,
+    compiled (Adam 2e-3, binary cross-entropy), weights fixed by ``seed``.
+
+    ``towers``: the first layer reads aligned 5×5 blocks (125 → 25: one cell per HCAL tower) and the last
+    features are averaged over the image (generation quality); otherwise it strides by 2 and flattens
+    (reconstruction fidelity).
+    """
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    first = (
+        keras.layers.Conv2D(16, 5, strides=5, activation="relu")
+        if towers
+        else keras.layers.Conv2D(16, 5, strides=2, padding="same", activation="relu")
+    )
+    model = keras.Sequential(
+        [
+            keras.Input(shape),
+            first,
+            keras.layers.Conv2D(32, 3, strides=2, padding="same", activation="relu"),
+            keras.layers.Conv2D(32, 3, strides=2, padding="same", activation="relu"),
+            keras.layers.GlobalAveragePooling2D() if towers else keras.layers.Flatten(),
+            keras.layers.Dense(32, activation="relu"),
+            keras.layers.Dense(1, activation="sigmoid"),
+        ],
+        name="two_sample_cnn",
+    )
+    model.compile(optimizer=keras.optimizers.Adam(2e-3), loss="binary_crossentropy")
+    return model
+
+
 def classifier_two_sample_test(
     real: np.ndarray,
     generated: np.ndarray,
