@@ -30,7 +30,8 @@ representation's own ceiling, as in the fit's report.
 ``--no-calibration`` samples the same weights without the quantile calibration of generated energies (the
 calibration's baseline). One seed's classifier AUCs move by about ±0.03 with the A/B split and the sampled events:
 ``--repeats R`` also prints the HL and CNN AUCs (and their floors) for seeds ``seed … seed + R - 1``, each its own
-split and sampling seed, with their mean and spread.
+split and sampling seed, with their mean and spread. ``--save-generated FILE`` writes the generated events of B
+(the ones the table scores) with their labels in the dataset schema, for a closer look without sampling again.
 
 Usage::
 
@@ -214,6 +215,11 @@ def run(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, Any],
     start = time.perf_counter()
     generated = sampling(f"sampling B ({steps} DDIM steps)", sample, labels[b_idx], steps, args.seed, guidance, eta)
     per_second = len(b_idx) / (time.perf_counter() - start)
+    if args.save_generated:
+        from hep_keras.commands.generate import write_jet_file
+
+        attrs = {"export": str(args.export), "steps": steps, "guidance": guidance, "eta": eta, "seed": args.seed}
+        write_jet_file(Path(args.save_generated), generated, labels[b_idx], attrs)
 
     ddpm_labels = labels[b_idx][: args.ddpm_events]
     sample_in_batches(sample, ddpm_labels[:1], 2, args.seed, eta=1.0)  # trace the eta = 1 branch
@@ -298,6 +304,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--ceiling", action="store_true", help="also the table of B's real events through the hit slots and back"
     )
+    parser.add_argument(
+        "--save-generated",
+        metavar="FILE",
+        help="write the generated events of B (the table's) with their labels to FILE in the dataset schema",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --save-generated file")
     parser.add_argument("--tiny", action="store_true", help="smoke mode: tiny untrained model on the sample")
     args = parser.parse_args(argv)
     if args.tiny:
@@ -307,12 +319,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.repeats < 1:
         parser.error(f"--repeats must be >= 1, got {args.repeats}")
 
-    from hep_keras.errors import DataError
+    from hep_keras.errors import HepKerasError
     from hep_keras.evaluation.generation_quality import format_table
+    from hep_keras.io import check_output_file
 
     try:
+        if args.save_generated:
+            check_output_file(args.save_generated, args.overwrite)  # before any work
         rows, speed, diagnostics, desc = run(args)
-    except DataError as error:
+    except HepKerasError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"# {desc}")

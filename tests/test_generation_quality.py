@@ -268,3 +268,36 @@ def test_benchmark_takes_held_out_events_from_an_independent_file(tmp_path, make
     assert module.main(["--tiny", "--test-data", str(make_jet_file("small.h5", size=16))]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and "small.h5: images are (16, 16, 3)" in err[0]
+
+
+def test_benchmark_saves_the_events_it_scored(tmp_path, capsys):
+    """--save-generated: B's generated events with B's labels, in the dataset schema; an existing file is one error
+    line before any work and stays as it was."""
+    import h5py
+
+    from hep_keras.data import inspect_jet_file
+
+    module = benchmark_module()
+    out = tmp_path / "generated.h5"
+    assert module.main(["--tiny", "--events", "24", "--save-generated", str(out)]) == 0
+    table = capsys.readouterr().out
+    info = inspect_jet_file(out)
+    assert info.n_events == 12 and tuple(info.image_shape) == (125, 125, 3)  # B = half of the 24 held-out events
+    with h5py.File(out) as handle:
+        energies = handle["X_jets"][:].sum(axis=(1, 2))  # (12, 3) GeV per channel
+        labels = handle["y"][:]
+    from hep_keras.evaluation.generation import split_halves
+
+    _, real, real_labels, _, _ = module.tiny_setup(24, None)
+    _, b_idx = split_halves(len(real), 1)  # the benchmark's default seed
+    assert "B = generated = 12" in next(row for row in table.splitlines() if row.startswith("# "))
+    np.testing.assert_array_equal(labels, real_labels[b_idx])  # each generated event with the label it was made for
+    assert np.isfinite(energies).all() and energies.sum() > 0
+    before = out.read_bytes()
+    assert module.main(["--tiny", "--events", "24", "--save-generated", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: {out}: already exists (pass --overwrite to replace it)"]
+    assert out.read_bytes() == before
+    assert module.main(["--tiny", "--events", "24", "--save-generated", str(out), "--overwrite"]) == 0
+    with h5py.File(out) as handle:
+        np.testing.assert_array_equal(handle["y"][:], labels)  # replaced on request, same seed: same labels
