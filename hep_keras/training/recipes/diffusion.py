@@ -57,7 +57,8 @@ DEFAULTS: dict[str, Any] = {
     "blocks_per_level": 1,
     # the condition (time, label, energy, hit counts) scales and shifts every residual block's features (FiLM)
     # instead of being added before a GroupNorm: on 4000 independent events CNN AUC 0.745 -> 0.683, jet mass W1
-    # 2.20 -> 1.69x floor, HL AUC 0.705 -> 0.697 (docs/diffusion.md)
+    # 2.20 -> 1.69x floor, HL AUC 0.705 -> 0.697 (one training run each; another training seed moves HL by 0.05,
+    # docs/diffusion.md)
     "scale_shift": True,
     "attention": True,  # self-attention at the lowest resolution
     "embed_dim": 32,  # sinusoidal time-embedding size
@@ -91,7 +92,7 @@ DEFAULTS: dict[str, Any] = {
     # channels whose hit-count map aims each generated event at the hit pixels it was conditioned on (a training
     # event's, drawn with the energy) instead of the training count at its generated count's quantile; HCAL (its
     # towers are exact cells): HL AUC 0.697 -> 0.656 on the same weights, aiming Tracks and ECAL too 0.681
-    # (docs/diffusion.md); [] = none; ignored without multiplicity conditioning or the hit-count map
+    # (one training run; docs/diffusion.md); [] = none; ignored without multiplicity conditioning or the hit-count map
     "calibration_drawn_counts": ["hcal"],
     # decoding restores the hits beyond the 2nd of a 5x5 block that the hit slots drop (split off the block's hottest
     # hit with the training events' rates and energy shares per ring): on 4000 independent events the real events'
