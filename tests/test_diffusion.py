@@ -265,6 +265,11 @@ def test_saved_model_matches_keras_model(cli_run):
     assert isinstance(model, JetDiffusion)
     assert model.calibration is not None  # fitted after training; model.keras and the SavedModel carry it
     assert len(model.calibration_hit_counts[0]) == 3  # the recipe's default: each channel's hits per event too
+    # HCAL aimed at its drawn towers (the default): the multiplicities' rows carry their hit cells too
+    assert model.calibration_drawn_counts == [2] and np.shape(model.multiplicity_cells) == np.shape(
+        model.multiplicities
+    )
+    assert np.all(np.asarray(model.multiplicity_cells) <= np.asarray(model.multiplicities))  # slots: <= pixels
     assert np.shape(model.overflow_rates) == (3, 7)  # slot_overflow (default): each hit-slot channel (HCAL here) x ring
     labels = tf.constant([0, 1, 1], tf.int32)
     args = (tf.constant(3), tf.constant(7, tf.int64), tf.constant(1.0), tf.constant(0.0))

@@ -161,3 +161,69 @@ def test_drawn_count_calibration_gives_every_event_its_requested_hits(trained_co
     model.set_calibration(None)
     with pytest.raises(ValueError, match="calibration_drawn_counts needs multiplicity conditioning"):
         count_model(None, None, calibration_drawn_counts=[0])
+
+
+def towered_slot_images(n: int, seed: int) -> np.ndarray:
+    """(n, 20, 20, 3) GeV: sparse Tracks and ECAL hits (1-40 per event), HCAL on whole 5x5 towers."""
+    rng = np.random.default_rng(seed)
+    images = np.zeros((n, 20, 20, 3), "float32")
+    for image in images:
+        for channel in (0, 1):
+            image[..., channel].flat[rng.choice(400, rng.integers(1, 40), replace=False)] = rng.exponential(2.0) + 0.5
+        for tower in rng.choice(16, rng.integers(1, 6), replace=False):
+            image[5 * (tower // 4) : 5 * (tower // 4) + 5, 5 * (tower % 4) : 5 * (tower % 4) + 5, 2] = (
+                rng.exponential(2.0) + 1.0
+            )
+    return images
+
+
+def towered_slot_model(images, labels, **kwargs) -> JetDiffusion:
+    return JetDiffusion(
+        image_size=20, widths=[8, 8], embed_dim=8, attention=False, patch=5, hcal_towers=True, slots=2,
+        energy_quantiles=fit_energy_quantiles(images, labels, 9), multiplicities=fit_multiplicities(images, labels),
+        **fit_intensity_transform(images), **kwargs,
+    )  # fmt: skip
+
+
+def test_hit_cells_count_occupied_slots_towers_and_pixels():
+    """A 5x5 block with 3 Tracks hits is 2 slot hits (slots = 2), a whole HCAL tower one cell; hit pixels for
+    comparison."""
+    images = np.zeros((2, 20, 20, 3), "float32")
+    images[0, 0, 0:3, 0] = [3.0, 2.0, 1.0]  # 3 hits in block (0, 0)
+    images[0, 12, 12, 0] = 1.0  # 1 hit in block (2, 2)
+    images[0, 7, 8, 1] = 4.0
+    images[0, 5:10, 0:5, 2] = 2.0  # one tower
+    images[1, 0:5, 0:5, 1] = 1.0  # a full ECAL block: 2 slot hits of 25 pixels
+    model = towered_slot_model(towered_slot_images(16, 0), np.arange(16) % 2)
+    np.testing.assert_array_equal(model.hit_cells(images), [[3, 1, 1], [0, 2, 0]])
+    np.testing.assert_array_equal(np.asarray(hit_pixel_counts(images)), [[4, 1, 25], [0, 25, 0]])
+
+
+def test_drawn_slot_channels_aim_at_the_drawn_events_hit_cells(tmp_path):
+    """With ``multiplicity_cells`` (the hit cells of the multiplicities' training events, same rows) a sampled
+    event of the drawn channels gets exactly the hit cells of the training event it was conditioned on, slot
+    channels included (drawn pixels would ask the slots for the hits beyond the 2nd of a block too, which the
+    overflow restoration adds again); the table survives a ``.keras`` file; it needs the events the
+    multiplicities were fitted on."""
+    images, labels = towered_slot_images(48, 1), np.arange(48) % 2
+    model = towered_slot_model(images, labels, calibration_drawn_counts=[0, 1, 2])
+    model.fit_calibration(images, labels, steps=2, seed=5, batch_size=24, hit_counts=True)
+    assert model.multiplicity_cells is None
+    model.fit_multiplicity_cells(images, labels)
+    cells = np.asarray(model.multiplicity_cells)
+    assert cells.shape == np.shape(model.multiplicities)
+    assert np.all(cells[..., 2] * 25 == np.asarray(model.multiplicities)[..., 2])  # a tower is 25 pixels
+    assert np.all(cells[..., :2] <= np.asarray(model.multiplicities)[..., :2]) and np.any(
+        cells[..., :2] < np.asarray(model.multiplicities)[..., :2]
+    )  # fmt: skip
+    sample_labels = np.array([0, 1, 0, 1, 2, 2, 0, 1], "int32")
+    raw, energies = model.sample_normalized(sample_labels, steps=2, seed=7)
+    calibrated = np.asarray(model._cells(model.calibrate(raw, energies, sample_labels)))[..., model.energy_channels]
+    drawn = np.asarray(model.draw_counts(sample_labels, energies, cells=True))
+    np.testing.assert_array_equal(model._hit_cells_of(calibrated), drawn)
+    model.save(tmp_path / "cells.keras")
+    assert keras.saving.load_model(tmp_path / "cells.keras").multiplicity_cells == model.multiplicity_cells
+    with pytest.raises(ValueError, match="the events the model's multiplicities were fitted on"):
+        model.fit_multiplicity_cells(images[::-1], labels)
+    with pytest.raises(ValueError, match=r"the shape of multiplicities \(3, 24, 3\)"):
+        model.set_multiplicity_cells(cells[:, :5])

@@ -194,13 +194,16 @@ def hit_pixel_counts(images):
     return ops.sum(ops.cast(ops.convert_to_tensor(images) > 0, "float32"), axis=(1, 2))
 
 
-def fit_multiplicities(images: np.ndarray, labels: np.ndarray, rows: int | None = None) -> list[list[list[int]]]:
+def fit_multiplicities(
+    images: np.ndarray, labels: np.ndarray, rows: int | None = None, counts: np.ndarray | None = None
+) -> list[list[list[int]]]:
     """The ``multiplicities`` of :class:`JetDiffusion`: for quark (label 0), gluon (label 1) and all events, the
     hit pixels per channel ``(rows, C)`` of ``rows`` training events evenly spaced in the class's ranking by
     total energy (row ``i`` is the event at rank ``i / (rows - 1)``), from images ``(N, H, W, C)`` GeV. ``rows``
     None: as many as the larger class has events, so every training event is a row of its class's table (a
     subsample of the events is a noisier table: 256 events per class put the mean ECAL count ±0.8 pixels off
-    the class's). A class without events takes the rows of all events."""
+    the class's). A class without events takes the rows of all events. ``counts`` (N, C): other numbers of the
+    same events to tabulate in the same rows (e.g. :meth:`JetDiffusion.hit_cells`) instead of the hit pixels."""
     images = np.asarray(images)
     labels = np.asarray(labels).ravel().astype(int)
     if len(images) == 0:
@@ -209,7 +212,9 @@ def fit_multiplicities(images: np.ndarray, labels: np.ndarray, rows: int | None 
         rows = max(2, int(np.bincount(labels, minlength=2)[:2].max()))
     if rows < 2:
         raise ValueError(f"fit_multiplicities needs rows >= 2, got {rows}")
-    counts = np.asarray(hit_pixel_counts(images)).astype(int)  # (N, C)
+    counts = np.asarray(hit_pixel_counts(images) if counts is None else counts).astype(int)  # (N, C)
+    if counts.shape[0] != len(images):
+        raise ValueError(f"fit_multiplicities needs one row of counts per event, got {counts.shape} for {len(images)}")
     energy = np.asarray(event_energy(images))
 
     def ranked(mask):
@@ -368,6 +373,10 @@ class JetDiffusion(LossModel):
         calibration_drawn_counts: image channels (0 Tracks, 1 ECAL, 2 HCAL) whose hit-count map aims each event
             at the hit pixels it was conditioned on (:meth:`calibrate`) instead of the training count at its
             generated count's quantile; needs ``multiplicities`` and ``calibration_hit_counts``.
+        multiplicity_cells: ``None`` or the hit cells per channel (:meth:`hit_cells`: slot hits, HCAL towers,
+            pixels) of the training events of ``multiplicities``, in the same rows
+            (:meth:`fit_multiplicity_cells`): the drawn channels' hit-count map aims at these; without them a
+            slot channel aims at its drawn hit pixels, which the restored overflow hits then exceed.
         overflow_rates, overflow_fractions: ``None`` or, with hit slots, the tables of
             :func:`~hep_keras.models.hit_slots.fit_overflow` per hit-slot channel and ring of
             :attr:`calibration_rings` (:func:`fit_slot_overflow`): decoding then restores, at random with the
@@ -407,6 +416,7 @@ class JetDiffusion(LossModel):
         calibration_hit_counts=None,
         calibration_per_class: bool = False,
         calibration_drawn_counts=(),
+        multiplicity_cells=None,
         overflow_rates=None,
         overflow_fractions=None,
         seed: int = 0,
@@ -517,6 +527,7 @@ class JetDiffusion(LossModel):
         if not set(self.calibration_drawn_counts) <= set(range(self.channels)):
             raise ValueError(f"calibration_drawn_counts must be image channels 0..{self.channels - 1}, "
                              f"got {list(calibration_drawn_counts)}")  # fmt: skip
+        self.set_multiplicity_cells(multiplicity_cells)
         self._set_overflow(overflow_rates, overflow_fractions)
         self.build((None, self.image_size, self.image_size, self.channels))
 
@@ -576,6 +587,7 @@ class JetDiffusion(LossModel):
             "overflow_fractions": self.overflow_fractions,
             "calibration_per_class": self.calibration_per_class,
             "calibration_drawn_counts": self.calibration_drawn_counts,
+            "multiplicity_cells": self.multiplicity_cells,
             "seed": self.seed,
         }
 
@@ -746,10 +758,11 @@ class JetDiffusion(LossModel):
         log_n = ops.log1p(ops.maximum(ops.cast(counts, "float32"), 0.0))
         return ops.concatenate([condition[:, None], (log_n - self._count_centre) / self._count_width], axis=1)
 
-    def draw_counts(self, labels, energies):
+    def draw_counts(self, labels, energies, cells=False):
         """Hit pixels per channel ``(N, C)`` for events of ``labels`` (N,) (0 quark, 1 gluon, 2 both) generated
         with total energies (N,) GeV: the counts of the training event (:attr:`multiplicities`) at the rank
-        that each energy has in its class's training spectrum (``energy_quantiles``)."""
+        that each energy has in its class's training spectrum (``energy_quantiles``); ``cells``: that same
+        training event's hit cells (:attr:`multiplicity_cells`) instead."""
         labels = ops.cast(labels, "int32")
         rows = ops.take(ops.convert_to_tensor(self._energy_table), labels, axis=0)  # (N, M) log E quantiles
         m = self._energy_table.shape[1]
@@ -761,6 +774,9 @@ class JetDiffusion(LossModel):
         rank = (ops.cast(low, "float32") + fraction)[:, 0] / (m - 1)  # (N,) in [0, 1]
         table = self._multiplicity_table  # (3, R, C) log(1 + n)
         row = ops.cast(ops.round(rank * (table.shape[1] - 1)), "int32")
+        if cells:
+            flat = ops.convert_to_tensor(np.reshape(self.multiplicity_cells, (-1, self.channels)), "float32")
+            return ops.take(flat, labels * table.shape[1] + row, axis=0)
         flat = ops.reshape(ops.convert_to_tensor(table), (-1, self.channels))
         return ops.expm1(ops.take(flat, labels * table.shape[1] + row, axis=0))
 
@@ -1016,8 +1032,10 @@ class JetDiffusion(LossModel):
         the hit decision moves (cells whose hit decision changes get the map of their offset value: a hit, or a
         value below the hit decision, 0 GeV; all others the value without the count map). The channels of
         :attr:`calibration_drawn_counts` are aimed instead at the hit pixels ``counts`` (N, C) each event was
-        conditioned on (``None``: drawn from ``labels`` and ``energies`` as :meth:`sample` draws them), in cells:
-        a tower HCAL hit is ``patch²`` pixels, a slot or pixel hit one."""
+        conditioned on (``None``: drawn from ``labels`` and ``energies`` as :meth:`sample` draws them; then, with
+        :attr:`multiplicity_cells`, the drawn training event's hit cells), in cells: a tower HCAL hit is
+        ``patch²`` pixels, a slot or pixel hit one (given pixel ``counts``, a slot channel aims at as many slot
+        hits, which the restored overflow hits then exceed)."""
         if self.calibration is None:
             return y
         energy_bin = self._calibration_bin(y, energies, labels)
@@ -1026,12 +1044,14 @@ class JetDiffusion(LossModel):
             return calibrated
         drawn = None
         if self.calibration_drawn_counts:
-            if counts is None:
-                labels = ops.full((ops.shape(y)[0],), NULL_LABEL, "int32") if labels is None else labels
-                counts = self.draw_counts(labels, energies)
-            per_cell = np.array([self.patch**2 if self.hcal_towers and c == self.channels - 1 else 1
-                                 for c in range(self.channels)], "float32")  # fmt: skip
-            drawn = ops.cast(counts, "float32") / per_cell
+            labels = ops.full((ops.shape(y)[0],), NULL_LABEL, "int32") if labels is None else labels
+            if counts is None and self.multiplicity_cells is not None:
+                drawn = self.draw_counts(labels, energies, cells=True)
+            else:
+                counts = self.draw_counts(labels, energies) if counts is None else counts
+                per_cell = np.array([self.patch**2 if self.hcal_towers and c == self.channels - 1 else 1
+                                     for c in range(self.channels)], "float32")  # fmt: skip
+                drawn = ops.cast(counts, "float32") / per_cell
         shifted = self._calibrate_cells(self._shift_to_hit_counts(y, energy_bin, drawn), energy_bin)
         threshold = self.transform.hit_threshold
         return ops.where(ops.not_equal(calibrated >= threshold, shifted >= threshold), shifted, calibrated)
@@ -1184,15 +1204,45 @@ class JetDiffusion(LossModel):
         self.set_calibration(tables, edges, per_class=per_class)
         if not hit_counts:
             return
-        hits = real >= self.transform.hit_threshold  # (N', G, G, E)
-        counts = np.stack([hits[..., self._channel_of_energy == c].sum(axis=(1, 2, 3)) for c in range(self.channels)])
-        counts = counts.T  # (N', C)
+        counts = self._hit_cells_of(real)  # (N', C)
         count_tables = []
         for index, (g, r) in enumerate(events):  # soft counts under this bin's per-cell map
             margins = self._hit_margins(generated[g], np.full(int(g.sum()), index, "int32"))
             soft = np.stack([np.asarray(self._soft_hit_count(m)) for m in margins], axis=1)  # (n, C)
             count_tables.append(fit_quantile_map(soft, counts[r]))
         self.set_calibration(tables, edges, count_tables, per_class)
+
+    def hit_cells(self, images, batch_size: int = 200) -> np.ndarray:
+        """``(N, C)`` int: hit cells per image channel of GeV images ``(N, S, S, C)`` as the hit-count map counts
+        them: occupied hit slots (a 5×5 block with 3 hits is 2 slot hits), HCAL towers, or pixels."""
+        cells = [np.asarray(self._cells(self.normalize(images[i : i + batch_size])))
+                 for i in range(0, len(images), batch_size)]  # fmt: skip
+        return self._hit_cells_of(np.concatenate(cells)[..., self.energy_channels])
+
+    def _hit_cells_of(self, cells: np.ndarray) -> np.ndarray:
+        """``(N, C)`` hit cells per image channel of normalised energy cells ``(N, G, G, E)``."""
+        hits = cells >= self.transform.hit_threshold
+        return np.stack([hits[..., self._channel_of_energy == c].sum(axis=(1, 2, 3)) for c in range(self.channels)], 1)
+
+    def set_multiplicity_cells(self, cells) -> None:
+        """Set (``None``: remove) :attr:`multiplicity_cells`, the hit cells ``(3, R, C)`` of the rows of
+        :attr:`multiplicities` (see the class docstring)."""
+        if cells is not None:
+            expected = None if self.multiplicities is None else np.shape(self.multiplicities)
+            if np.shape(cells) != expected:
+                raise ValueError(
+                    f"multiplicity_cells needs the shape of multiplicities {expected}, got {np.shape(cells)}"
+                )
+            cells = [[[int(n) for n in row] for row in rows] for rows in cells]
+        self.multiplicity_cells = cells
+
+    def fit_multiplicity_cells(self, images, labels) -> None:
+        """Fit :attr:`multiplicity_cells` on the training images ``(N, S, S, C)`` GeV and labels ``(N,)`` that
+        :attr:`multiplicities` were fitted on (checked: ValueError if their hit pixels give another table)."""
+        rows = len(self.multiplicities[0])
+        if fit_multiplicities(images, labels, rows) != self.multiplicities:
+            raise ValueError("fit_multiplicity_cells needs the events the model's multiplicities were fitted on")
+        self.set_multiplicity_cells(fit_multiplicities(images, labels, rows, counts=self.hit_cells(images)))
 
     def _fit_ring_tables(self, generated, real) -> list:
         """Per-ring hurdle tables of generated and real cells ``(M, G, G, E)`` / ``(M', G, G, E)``."""

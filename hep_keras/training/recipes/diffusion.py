@@ -275,11 +275,16 @@ def training_events(config: dict[str, Any], path, n_events: int, n: int) -> dict
 
 def after_training(model, config: dict[str, Any], data: DiffusionData) -> None:
     """Fit the quantile calibration of generated energies (:meth:`JetDiffusion.fit_calibration`) on the first
-    ``calibration_events`` training events with the evaluation's sampler (steps, guidance, η); 0 = none."""
+    ``calibration_events`` training events with the evaluation's sampler (steps, guidance, η); 0 = none. With
+    channels aimed at their drawn counts, also the hit cells of the multiplicities' training events
+    (:meth:`JetDiffusion.fit_multiplicity_cells`: the first ``norm_events``, as in :func:`load_data`)."""
     n = config["calibration_events"]
     if not n:
         return
     clock = time.perf_counter()
+    if drawn_count_channels(config):
+        constants = training_events(config, data.path, data.n_events, config["norm_events"])
+        model.fit_multiplicity_cells(constants["X_jets"], constants["y"])
     events = training_events(config, data.path, data.n_events, n)
     bar = stage_bar(f"calibration: {len(events['y'])} generated vs training events", len(events["y"]))
     model.fit_calibration(
