@@ -89,10 +89,11 @@ DEFAULTS: dict[str, Any] = {
     # every map fitted separately on the quark and on the gluon events (and on all, for unconditional samples): on
     # 4000 independent events q/g gen - real -0.072 -> -0.017, HL AUC 0.775 -> 0.761 (docs/diffusion.md)
     "calibration_per_class": True,
-    # channels whose hit-count map aims each generated event at the hit pixels it was conditioned on (a training
-    # event's, drawn with the energy) instead of the training count at its generated count's quantile; HCAL (its
-    # towers are exact cells): HL AUC 0.697 -> 0.656 on the same weights, aiming Tracks and ECAL too 0.681
-    # (one training run; docs/diffusion.md); [] = none; ignored without multiplicity conditioning or the hit-count map
+    # channels whose hit-count map aims each generated event at the hit cells (slot hits, towers) of the training
+    # event its conditioned hit pixels were drawn from, instead of the training count at its generated count's
+    # quantile; HCAL: HL AUC 0.697 -> 0.656 on the same weights; aiming Tracks and ECAL too: 0.668 on the default
+    # run's weights, 0.639 -> 0.616 on the long run's, so the documented long run aims all three (one training run
+    # each; docs/diffusion.md); [] = none; ignored without multiplicity conditioning or the hit-count map
     "calibration_drawn_counts": ["hcal"],
     # decoding restores the hits beyond the 2nd of a 5x5 block that the hit slots drop (split off the block's hottest
     # hit with the training events' rates and energy shares per ring): on 4000 independent events the real events'
