@@ -1181,10 +1181,9 @@ class JetDiffusion(LossModel):
             generated_energy.append(np.zeros(len(x)) if energies is None else np.asarray(energies))
             if progress is not None:
                 progress(min(start + batch_size, len(labels)))
-        real = [self._cells(self.normalize(images[i : i + batch_size])) for i in range(0, len(images), batch_size)]
+        real = self._energy_cells(images, batch_size)  # (N', G, G, E)
         generated = np.concatenate(generated)  # (N, P, P, K)
         generated_cells = np.asarray(self._cells(generated))[..., self.energy_channels]  # (N, G, G, E)
-        real = np.concatenate([np.asarray(cells) for cells in real])[..., self.energy_channels]
         real_energy = np.asarray(event_energy(images), np.float64)
         # equal quantiles (e.g. many events of one energy) merge their bins; no bin below the lowest energy
         quantiles = np.unique(np.quantile(real_energy, np.arange(1, energy_bins) / energy_bins))
@@ -1215,9 +1214,13 @@ class JetDiffusion(LossModel):
     def hit_cells(self, images, batch_size: int = 200) -> np.ndarray:
         """``(N, C)`` int: hit cells per image channel of GeV images ``(N, S, S, C)`` as the hit-count map counts
         them: occupied hit slots (a 5×5 block with 3 hits is 2 slot hits), HCAL towers, or pixels."""
+        return self._hit_cells_of(self._energy_cells(images, batch_size))
+
+    def _energy_cells(self, images, batch_size: int = 200) -> np.ndarray:
+        """Normalised energy cells ``(N, G, G, E)`` of GeV images ``(N, S, S, C)``, in batches."""
         cells = [np.asarray(self._cells(self.normalize(images[i : i + batch_size])))
                  for i in range(0, len(images), batch_size)]  # fmt: skip
-        return self._hit_cells_of(np.concatenate(cells)[..., self.energy_channels])
+        return np.concatenate(cells)[..., self.energy_channels]
 
     def _hit_cells_of(self, cells: np.ndarray) -> np.ndarray:
         """``(N, C)`` hit cells per image channel of normalised energy cells ``(N, G, G, E)``."""
