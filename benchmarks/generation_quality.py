@@ -7,7 +7,8 @@ with B's quark/gluon label and prints (:mod:`hep_keras.evaluation.generation_qua
 
 * high-level classifier AUC real vs generated (HistGradientBoosting, 5-fold) and its real-vs-real floor,
 * small-CNN AUC on the full images and its floor,
-* W1 of jet mass, pT, per-channel energy and occupancy, in units of the floor W1(B, A),
+* W1 of jet mass, pT, per-channel energy and occupancy, in units of the floor: the W1 of two real samples
+  of A's and B's sizes averaged over 50 re-splits of A ∪ B (one split's W1 alone moves by about a third),
 * quark/gluon: a q/g classifier trained on A, AUC on generated vs on real B, and their difference with its
   error; the generated side scores ``--qg-samples`` generated events per event of B (B's labels repeated) so
   that its error is small beside the real side's (which only a bigger test split shrinks),

@@ -3,8 +3,9 @@
 The fenced ``bash`` blocks of the documentation are read; each ``python -m hep_keras.<command> ...`` line
 (continuations joined, trailing ``# comments`` dropped) is parsed by that command's own argument parser, and
 ``fit`` / ``tune`` lines are also resolved into a validated config (so ``--set key=value`` lines with unknown
-keys or wrong types fail here). Synopsis lines with ``[optional]`` or ``a|b`` placeholders are not commands and
-are skipped. The commands themselves are run end to end by the other tests.
+keys or wrong types fail here). Synopsis lines with ``[optional]`` or ``a|b`` placeholders (outside quotes: a
+quoted ``--set 'key=[1,2]'`` is a value) are not commands and are skipped. The commands themselves are run end
+to end by the other tests.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ def documented_commands() -> list[tuple[str, str, list[str]]]:
             for line in block.replace("\\\n", " ").splitlines():
                 line = re.sub(r"\s+#.*$", "", line).strip()
                 match = COMMAND.search(line)
-                if not match or re.search(r"[\[\]|]|\.\.\.", match.group(2)):
+                unquoted = re.sub(r"'[^']*'|\"[^\"]*\"", "", match.group(2)) if match else ""
+                if not match or re.search(r"[\[\]|]|\.\.\.", unquoted):
                     continue
                 found.append((f"{path.name}: {line}", match.group(1), shlex.split(match.group(2))))
     return found
