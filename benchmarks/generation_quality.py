@@ -168,14 +168,17 @@ def scored(stage: str, **kwargs) -> list[dict[str, Any]]:
 def run(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any], str]:
     """Compute the tables; returns ``(quality rows, speed numbers, diagnostics, description)``; diagnostics:
     ``separation`` (feature separation rows), ``groups`` (feature group rows), ``count_correlations``
-    (generated and real B), ``patch``, for ``patch > 1`` ``centre_share`` (one line: the
-    share of hits on their block's centre pixel, generated and real B), ``reference`` (the quality rows of
-    :func:`training_reference` events in place of the generated ones) and ``repeats``: one row per seed
-    ``{"seed", "hl_auc", "hl_floor", "cnn_auc", "cnn_floor"}`` (the first is the main table's)."""
+    (generated and real B), ``patch``, for ``patch > 1`` ``centre_share`` (one line: the share of hits on
+    their block's centre pixel, generated and real B), ``edges`` (one line: hits on each border of the image,
+    generated / real B), ``reference`` (the quality rows of :func:`training_reference` events in place of the
+    generated ones) and ``repeats``: one row per seed ``{"seed", "hl_auc", "hl_floor", "cnn_auc",
+    "cnn_floor"}`` (the first is the main table's)."""
     from hep_keras.evaluation.generation import split_halves
     from hep_keras.evaluation.generation_quality import (
         block_centre_share,
         describe_block_centre_share,
+        describe_edge_hits,
+        edge_hits,
         feature_group_separation,
         feature_separation,
         hit_count_correlations,
@@ -251,6 +254,7 @@ def run(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, Any],
     if patch > 1:  # where hits sit inside their block: the dot grid of uncertain hits on block centres
         shares = (block_centre_share(generated, patch), block_centre_share(real[b_idx], patch))
         diagnostics["centre_share"] = describe_block_centre_share(*shares, patch)
+    diagnostics["edges"] = describe_edge_hits(edge_hits(generated), edge_hits(real[b_idx]))
     path, n_events, config, crop = source
     reference = training_reference(path, n_events, config, labels[b_idx], args.seed, crop)
     diagnostics["reference"] = scored("classifiers and W1: training-split reference", generated=reference, **split)
@@ -350,6 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     if "centre_share" in diagnostics:
         print(diagnostics["centre_share"])
+    print(diagnostics["edges"])
     print()
     print(
         "Reference (not a model output): training-split events with B's labels in the 'generated' column, what a "

@@ -249,6 +249,7 @@ def test_fit_cli_writes_run_and_export(cli_run):
         assert (cli_run["run"] / "figures" / f"{figure}.png").is_file()
     table = (cli_run["run"] / "quality_table.md").read_text()
     assert "| hl_auc [AUC] |" in table and "Hits on their 5x5 block's centre pixel" in table
+    assert "Hits in the outer 5 pixels of each side (left / right / top / bottom), generated / real: " in table
     share = metrics["generation"]["block_centre_share"]
     assert len(share["generated"]) == len(share["real"]) == 3  # per channel (the unit test checks the values)
     meta = json.loads((cli_run["export"] / "metadata.json").read_text())

@@ -15,6 +15,8 @@ from hep_keras.evaluation.generation_quality import (
     block_centre_share,
     bootstrap_w1,
     describe_block_centre_share,
+    describe_edge_hits,
+    edge_hits,
     feature_group_separation,
     feature_separation,
     format_table,
@@ -159,6 +161,22 @@ def test_block_centre_share_counts_hits_on_the_centre_pixel_of_their_block():
     assert block_centre_share(towers.astype("float32"))[0] == pytest.approx(1 / 25)  # uniform towers: 1/p²
 
 
+def test_edge_hits_count_hits_on_each_border_per_event():
+    """Hits in the outer pixels per side, averaged over events; a corner pixel is on two sides; the line shows
+    generated / real per channel in the order left / right / top / bottom."""
+    images = np.zeros((2, 12, 12, 3), "float32")
+    images[0, 6, 0, 0] = images[0, 6, 1, 0] = images[1, 5, 1, 0] = 1.0  # Tracks: 3 hits in the left 2 columns
+    images[0, 0, 11, 1] = 2.0  # ECAL: the top-right corner, on the right and top borders
+    images[:, 6, 6, 2] = 3.0  # HCAL: centre only, on no border
+    np.testing.assert_allclose(edge_hits(images, width=2), [[1.5, 0, 0], [0, 0.5, 0], [0, 0.5, 0], [0, 0, 0]])
+    real = np.ones((1, 12, 12, 3), "float32")  # 24 hits on every border of width 2
+    line = describe_edge_hits(edge_hits(images, 2), edge_hits(real, 2), width=2)
+    assert line == (
+        "Hits in the outer 2 pixels of each side (left / right / top / bottom), generated / real: "
+        "Tracks 0.06 / 0.00 / 0.00 / 0.00, ECAL 0.00 / 0.02 / 0.02 / 0.00, HCAL 0.00 / 0.00 / 0.00 / 0.00."
+    )
+
+
 def test_quality_features_shape_and_hottest_pixel():
     images = jets(3)
     feats = quality_features(images)
@@ -209,6 +227,7 @@ def test_benchmark_tiny_mode_prints_the_table_with_floors(capsys):
     assert module.main(["--tiny", "--events", "24", "--repeats", "2"]) == 0
     out = capsys.readouterr().out
     assert "| measure | generated | real-vs-real floor |" in out and "speed-up vs DDPM" in out
+    assert "Hits in the outer 5 pixels of each side (left / right / top / bottom), generated / real: Tracks " in out
     features, groups = out.split("| high-level feature (alone) |")[1].split("| feature group |")
     assert features.count("| log ") + features.count("| radial profile ") == 6  # the 6 most separating features
     groups = groups.split("Hits per event, rank correlation between channels")

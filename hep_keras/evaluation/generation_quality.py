@@ -148,6 +148,31 @@ def block_centre_share(images: np.ndarray, patch: int = 5) -> np.ndarray:
         return (hits & on_centre[None, :, :, None]).sum(axis=(0, 1, 2)) / total
 
 
+#: the sides of :func:`edge_hits`, in its order (left = smallest Δφ column, top = first row)
+EDGE_SIDES = ("left", "right", "top", "bottom")
+
+
+def edge_hits(images: np.ndarray, width: int = 5) -> np.ndarray:
+    """Mean hits (pixels > 0) per event in the outer ``width`` pixel columns or rows of each side of the image
+    (:data:`EDGE_SIDES`): ``(4, C)`` for images ``(N, S, S, C)`` GeV.
+
+    A network that treats the image's border unlike its inside (e.g. where its grid has less padding on one
+    side) puts too many or too few hits there; the quantile calibration per ring cannot move them within the
+    ring, so the excess shows here (generated / real per side)."""
+    hits = np.asarray(images) > 0
+    sides = (hits[:, :, :width], hits[:, :, -width:], hits[:, :width], hits[:, -width:])
+    return np.stack([side.sum(axis=(1, 2)).mean(axis=0) for side in sides])
+
+
+def describe_edge_hits(generated: np.ndarray, real: np.ndarray, width: int = 5, channels=("Tracks", "ECAL", "HCAL")):
+    """One line: the :func:`edge_hits` ``(4, C)`` of generated over those of real images, per channel and side
+    (1 = as many hits on that border as real events; NaN where the real events have none)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = np.asarray(generated, float) / np.asarray(real, float)
+    per_channel = ", ".join(f"{c} " + " / ".join(f"{r:.2f}" for r in ratio[:, i]) for i, c in enumerate(channels))
+    return f"Hits in the outer {width} pixels of each side ({' / '.join(EDGE_SIDES)}), generated / real: {per_channel}."
+
+
 def describe_block_centre_share(
     generated: np.ndarray, real: np.ndarray, patch: int, channels=("Tracks", "ECAL")
 ) -> str:

@@ -442,6 +442,8 @@ def evaluate(model, config: dict[str, Any], data: DiffusionData, run_dir: Path) 
     from hep_keras.evaluation.generation_quality import (
         block_centre_share,
         describe_block_centre_share,
+        describe_edge_hits,
+        edge_hits,
         format_table,
         quality_table,
     )
@@ -517,6 +519,7 @@ def evaluate(model, config: dict[str, Any], data: DiffusionData, run_dir: Path) 
             "real": block_centre_share(real[b_idx], model.patch),
         }
         table += "\n\n" + describe_block_centre_share(centre_share["generated"], centre_share["real"], model.patch)
+    table += "\n\n" + describe_edge_hits(edge_hits(generated), edge_hits(real[b_idx]))
     (Path(run_dir) / "quality_table.md").write_text(table + "\n")
     print(table, flush=True)
     evaluations = config["sample_steps"] * (1 if config["guidance"] == 1 else 2)
