@@ -161,6 +161,19 @@ def test_block_centre_share_counts_hits_on_the_centre_pixel_of_their_block():
     assert block_centre_share(towers.astype("float32"))[0] == pytest.approx(1 / 25)  # uniform towers: 1/p²
 
 
+def test_the_run_reports_w1_ratios_use_the_same_averaged_floor():
+    """``w1_with_floor`` (the fit report's generation W1s) divides by the same averaged floor as the quality table."""
+    from hep_keras.evaluation.generation import w1_with_floor
+
+    rng = np.random.default_rng(4)
+    a, b, g = ({"mass": rng.normal(size=300)} for _ in range(3))
+    out = w1_with_floor(a, b, g)
+    assert out["w1_floor"]["mass"] == w1_floor(a["mass"], b["mass"])[0]
+    assert out["w1_over_floor"]["mass"] == pytest.approx(
+        wasserstein_distance(a["mass"], g["mass"]) / w1_floor(a["mass"], b["mass"])[0]
+    )
+
+
 def test_edge_hits_count_hits_on_each_border_per_event():
     """Hits in the outer pixels per side, averaged over events; a corner pixel is on two sides; the line shows
     generated / real per channel in the order left / right / top / bottom."""

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import wasserstein_distance
 
+from hep_keras.evaluation.metrics import w1_floor
 from hep_keras.evaluation.two_sample import small_cnn
 from hep_keras.physics import CHANNEL_KEYS, image_observables, radial_profile
 
@@ -164,7 +165,9 @@ def edge_hits(images: np.ndarray, width: int = 5) -> np.ndarray:
     return np.stack([side.sum(axis=(1, 2)).mean(axis=0) for side in sides])
 
 
-def describe_edge_hits(generated: np.ndarray, real: np.ndarray, width: int = 5, channels=("Tracks", "ECAL", "HCAL")):
+def describe_edge_hits(
+    generated: np.ndarray, real: np.ndarray, width: int = 5, channels=("Tracks", "ECAL", "HCAL")
+) -> str:
     """One line: the :func:`edge_hits` ``(4, C)`` of generated over those of real images, per channel and side
     (1 = as many hits on that border as real events; NaN where the real events have none)."""
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -253,19 +256,6 @@ def bootstrap_w1(a: np.ndarray, b: np.ndarray, n_boot: int = 200, seed: int = 0)
         for _ in range(n_boot)
     ]
     return float(wasserstein_distance(a, b)), float(np.std(boots))
-
-
-def w1_floor(a: np.ndarray, b: np.ndarray, splits: int = 50, seed: int = 0) -> tuple[float, float]:
-    """The real-vs-real floor of a W1 between samples of ``len(a)`` and ``len(b)`` events: ``(mean, standard
-    deviation)`` of W1 over ``splits`` seeded random splits of the pooled values of ``a`` and ``b`` into parts
-    of those sizes. It depends on the pooled values only, not on which of them were in ``a``."""
-    pooled = np.sort(np.concatenate([np.ravel(a), np.ravel(b)]))
-    rng = np.random.default_rng(seed)
-    values = []
-    for _ in range(splits):
-        order = rng.permutation(len(pooled))
-        values.append(wasserstein_distance(pooled[order[: len(a)]], pooled[order[len(a) :]]))
-    return float(np.mean(values)), float(np.std(values))
 
 
 def quality_table(

@@ -52,6 +52,19 @@ def distribution_distances(reference: dict[str, np.ndarray], other: dict[str, np
     }
 
 
+def w1_floor(a: np.ndarray, b: np.ndarray, splits: int = 50, seed: int = 0) -> tuple[float, float]:
+    """The real-vs-real floor of a W1 between samples of ``len(a)`` and ``len(b)`` events: ``(mean, standard
+    deviation)`` of W1 over ``splits`` seeded random splits of the pooled values of ``a`` and ``b`` into parts
+    of those sizes. It depends on the pooled values only, not on which of them were in ``a``."""
+    pooled = np.sort(np.concatenate([np.ravel(a), np.ravel(b)]))
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(splits):
+        order = rng.permutation(len(pooled))
+        values.append(wasserstein_distance(pooled[order[: len(a)]], pooled[order[len(a) :]]))
+    return float(np.mean(values)), float(np.std(values))
+
+
 def ssim_psnr(original: np.ndarray, reconstructed: np.ndarray) -> dict[str, float]:
     """Mean SSIM and PSNR via ``tf.image`` with the data range = the largest original pixel value (GeV).
 
