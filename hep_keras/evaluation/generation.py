@@ -45,15 +45,17 @@ def split_halves(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 
 def w1_with_floor(
-    real_a: dict[str, np.ndarray], real_b: dict[str, np.ndarray], generated: dict[str, np.ndarray]
+    real_a: dict[str, np.ndarray], real_b: dict[str, np.ndarray], generated: dict[str, np.ndarray], seed: int = 0
 ) -> dict[str, dict[str, float]]:
     """W1(generated, real_a) beside the floor, and their ratio, per observable; the floor is the mean W1 of two
-    real samples of the sizes of ``real_a`` and ``real_b`` over re-splits of their pooled events (:func:`w1_floor`).
+    real samples of the sizes of ``real_a`` and ``real_b`` over re-splits of their pooled events (:func:`w1_floor`,
+    seeded with ``seed``).
 
     ``generated`` should have as many events as ``real_b`` for the floor to be comparable.
     """
     w1 = distribution_distances(real_a, generated)
-    floor = {k: w1_floor(real_a[k], real_b[k])[0] for k in distribution_distances(real_a, real_b)}
+    both = [k for k in real_a if k in real_b and len(real_a[k]) and len(real_b[k])]
+    floor = {k: w1_floor(real_a[k], real_b[k], seed=seed)[0] for k in both}
     ratio = {k: (w1[k] / floor[k] if floor.get(k) else float("nan")) for k in w1}
     return {"w1": w1, "w1_floor": floor, "w1_over_floor": ratio}
 
@@ -76,7 +78,7 @@ def compare_generated(real: np.ndarray, generated: np.ndarray, seed: int = 0) ->
     gen = generated[: len(b_idx)]
     real_a, real_b = real[a_idx], real[b_idx]
     out: dict[str, Any] = w1_with_floor(
-        generation_observables(real_a), generation_observables(real_b), generation_observables(gen)
+        generation_observables(real_a), generation_observables(real_b), generation_observables(gen), seed
     )
     finite = [v for v in out["w1_over_floor"].values() if np.isfinite(v)]
     out["mean_w1_over_floor"] = float(np.mean(finite)) if finite else float("nan")
