@@ -143,6 +143,36 @@ def test_padding_to_unet_multiple():
     assert tuple(out.shape) == (2, 10, 10, 3) and float(np.min(out)) >= 0.0
 
 
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"image_size": 10, "widths": [8, 8, 8]}, {"image_size": 12, "widths": [8, 8], "patch": 5, "slots": 2}],
+    ids=["pixel-grid-padded-10-to-12", "5x5-hit-slots-padded-3-to-4"],
+)
+def test_sampling_holds_the_padding_at_its_training_distribution(kwargs):
+    """Outside the image the clean value is known (-1, 0 GeV): x̂0 is held there, so on the padding the DDIM
+    trajectory is x_t = -α(t) + σ(t) ε with ε = (x_1 + α(1)) / σ(1) the noise of its start (α(1) is the
+    schedule's small minimum signal rate), exactly as training noises the padding. Left to the
+    network (it is out of the loss) the padding drifted and hits piled up on the image's border next to it."""
+    images = sparse_images(4, size=kwargs["image_size"])
+    model = JetDiffusion(embed_dim=8, attention=False, **kwargs, **fit_intensity_transform(images))
+    model.ema_network.get_layer("out_conv").kernel.assign(  # a network that predicts something everywhere
+        tf.random.stateless_normal(model.ema_network.get_layer("out_conv").kernel.shape, (3, 4)) * 0.1
+    )
+    outside = np.broadcast_to(model._outside, model.normalize(images).shape)
+    # the cells out of the loss are exactly those the data always holds at -1 (padding, a partial patch's pixels)
+    assert outside.any() and np.all(np.asarray(model.normalize(images))[outside] == -1.0)
+    labels = tf.constant([0, 1, 0, 1])
+    noise = model.initial_noise(4, 7)
+    x = np.asarray(model.integrate(noise, labels, 1.0, 0.4, 3))
+    sigma_1, alpha_1 = (float(r) for r in model.schedule_rates(1.0))
+    epsilon = (np.asarray(noise) + alpha_1) / sigma_1
+    sigma, alpha = (float(r) for r in model.schedule_rates(0.4))
+    np.testing.assert_allclose(x[outside], -alpha + sigma * epsilon[outside], rtol=1e-5, atol=1e-5)
+    assert np.abs(x[~outside] - (-alpha + sigma * epsilon[~outside])).max() > 0.1  # inside: the network's
+    final, _ = model.sample_normalized(labels, steps=3, seed=7)
+    np.testing.assert_allclose(np.asarray(final)[outside], -1.0, atol=1e-5)
+
+
 def test_ddim_inversion_then_sampling_returns_input(trained, compiled, data):
     model, _ = trained
     images = data[0][:8]
@@ -529,9 +559,13 @@ def test_hit_slot_model_round_trip_and_sampling_clip():
     noisy = tf.random.stateless_normal((2, 26, 26, 13), (1, 2))
     _, x0 = model.denoise(noisy, 0.5, tf.constant([0, 1]), clip=True)
     x0 = np.asarray(x0)
-    # the untrained network's output layer is zero: v = 0, so x̂0 = α(t) · noisy, clipped, in every channel
+    # the untrained network's output layer is zero: v = 0, so x̂0 = α(t) · noisy, clipped, in every channel of
+    # the image's cells; on the padding (the last row and column) x̂0 is its known value -1
     signal_rate = float(model.schedule_rates(0.5)[1])
-    np.testing.assert_allclose(x0, np.clip(signal_rate * np.asarray(noisy), -1.5, 1.5), rtol=1e-5, atol=1e-6)
+    expected = np.clip(signal_rate * np.asarray(noisy), -1.5, 1.5)
+    expected[:, 25], expected[:, :, 25] = -1.0, -1.0
+    np.testing.assert_allclose(x0, expected, rtol=1e-5, atol=1e-6)
+    x0 = x0[:, :25, :25]
     energy_of = x0[..., model._energy_of]
     empty_positions = model._is_position & (energy_of < model.transform.hit_threshold)
     assert empty_positions.any() and np.all(x0[empty_positions] != 0)  # not projected to the block's centre

@@ -24,6 +24,7 @@ Pipeline inside the model (all invertible, so the exported graph takes and retur
    has it in x̂0 while sampling). The grid is padded with ``-1`` (0 GeV) to a multiple of ``2 ** (len(widths) - 1)``
    (25 → 28); outputs are cropped back and the padding is excluded from the loss, which weights a tower by
    its p² pixels so that it is the per-pixel MSE (with slots: every slot number 1, a tower a third of the cell).
+   While sampling, the padding's predicted clean value is held at -1 (:meth:`JetDiffusion.denoise`).
 3. The variance-preserving forward process ``x_t = α(t) x_0 + σ(t) ε``, ``α² + σ² = 1``, ``t ∈ [0, 1]`` with
    :func:`diffusion_schedule` (``"cosine"``: α = cos(t · arccos(α_min)); ``"linear"``: the DDPM linear β from
    1e-4 to 0.02 over 1000 steps in continuous time). The denoiser (:func:`hep_keras.models.unet.build_unet`)
@@ -505,6 +506,9 @@ class JetDiffusion(LossModel):
         self.ema_network.trainable = False  # updated by EMA after each step (after_step), never by the optimizer
         self.track_losses(["loss"])
         self._loss_mask = self._pixel_weights()
+        #: (1, P, P, K) bool: the cell channels outside the image (the grid's padding and the pixels a partial patch
+        #: adds), out of the loss; their clean value is known, -1 (0 GeV), and sampling holds x̂0 there (denoise)
+        self._outside = self._loss_mask == 0
         # hit slots: cell channel j is (energy, row, col)[j % 3] of the slot whose energy is channel j - j % 3
         slot_values = 3 * self.slots * len(self.fine_channels)
         self._is_position = np.array([0 < j < slot_values and j % 3 > 0 for j in range(self.cell_channels)])
@@ -544,7 +548,7 @@ class JetDiffusion(LossModel):
         ones = np.ones((1, self.image_size, self.image_size, self.channels), "float32")
         weights = np.array(to_patches(ones, self.patch, self.hcal_towers, pad_value=0.0))
         if self.slots:  # every slot number weighs 1; a tower as much as a third of the cell, as in the pixel loss
-            inside = weights[..., -1:] > 0
+            inside = weights.max(axis=-1, keepdims=True) > 0  # any pixel of the block in the image
             tower = [1.5 * self.slots * len(self.fine_channels)] if self.hcal_towers else []
             weights = inside * np.array([1.0] * (self.cell_channels - len(tower)) + tower, "float32")
         elif self.hcal_towers:
@@ -860,7 +864,10 @@ class JetDiffusion(LossModel):
         ``noisy`` (N, P, P, C). ``clip`` clips x̂0 to :data:`X0_CLIP` (ε̂ is then recomputed). With hit slots
         the position of a slot x̂0 calls empty is left as the network has it (it is out of the loss): projecting
         it to 0, its value in the data, shrank the position of every hit that appears late on the trajectory
-        (soft, peripheral hits) to its block's centre pixel (docs/diffusion.md, "the dot grid")."""
+        (soft, peripheral hits) to its block's centre pixel (docs/diffusion.md, "the dot grid"). Outside the image
+        (the grid's padding) x̂0 is its known value -1 and ε̂ the noise that ``noisy`` then holds, so the padding
+        of x_t is distributed as in training at every step: left as the network had it (it is out of the loss),
+        it drifted and the image's border next to it filled with hits (docs/diffusion.md, "the edge artefact")."""
         batch = ops.shape(noisy)[0]
         times = ops.full((batch,), t, dtype="float32")
         noise_rate, signal_rate = self.schedule_rates(t)
@@ -875,6 +882,10 @@ class JetDiffusion(LossModel):
             pred_image = ops.clip(pred_image, *X0_CLIP)
             if self.prediction == "v":  # for ε-prediction ε̂ is the network output; keep it
                 pred_noise = (noisy - signal_rate * pred_image) / ops.maximum(noise_rate, 1e-6)
+        if self._outside.any():  # the padding is known: x̂0 = -1 there, and ε̂ the noise that x then holds
+            outside = ops.convert_to_tensor(self._outside)
+            pred_image = ops.where(outside, -1.0, pred_image)
+            pred_noise = ops.where(outside, (noisy + signal_rate) / ops.maximum(noise_rate, 1e-6), pred_noise)
         return pred_noise, pred_image
 
     def ddim_step(self, x, t, t_next, labels, guidance=1.0, eta=0.0, noise=None, clip=True):
