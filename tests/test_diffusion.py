@@ -286,6 +286,48 @@ def test_fit_cli_writes_run_and_export(cli_run):
     assert meta["reconstruct_args"] == ["images", "steps"] and meta["image_size"] == 12
 
 
+def test_recalibrate_refits_the_calibration_into_a_new_export(cli_run):
+    """``python -m hep_keras.recalibrate``: with the export's own settings it refits exactly the calibration the fit
+    made (same weights, sampler, training events and seeds); with a calibration key changed the new export has
+    it; the original export is never touched, and bad requests are one error each."""
+    import json
+
+    from hep_keras.commands.recalibrate import main
+    from hep_keras.errors import ConfigError, DataError, OutputError
+    from hep_keras.export import load_keras_model
+
+    export, tmp = cli_run["export"], cli_run["tmp"]
+    before = sorted(p.name for p in export.iterdir())
+    assert main([str(export), "--out", str(tmp / "same")]) == 0
+    original, same = load_keras_model(export), load_keras_model(tmp / "same")
+    for name in ("calibration", "calibration_hit_counts", "multiplicity_cells"):
+        np.testing.assert_allclose(getattr(same, name), getattr(original, name), rtol=1e-5, atol=1e-6)
+    assert same.calibration_drawn_counts == original.calibration_drawn_counts == [2]
+    meta = json.loads((tmp / "same" / "metadata.json").read_text())
+    assert meta["recalibrated_from"] == str(export.resolve()) and meta["model"] == "diffusion"
+    assert meta["image_size"] == 12 and (tmp / "same" / "saved_model").is_dir()
+
+    argv = [str(export), "--out", str(tmp / "no_counts"), "--set", "calibration_hit_counts=false"]
+    assert main([*argv, "--set", "calibration_drawn_counts=[]"]) == 0
+    changed = load_keras_model(tmp / "no_counts")
+    assert changed.calibration_hit_counts is None and changed.calibration_drawn_counts == []
+    np.testing.assert_allclose(changed.calibration, original.calibration, rtol=1e-5, atol=1e-6)  # same per-cell map
+    assert json.loads((tmp / "no_counts" / "metadata.json").read_text())["config"]["calibration_hit_counts"] is False
+    assert sorted(p.name for p in export.iterdir()) == before
+
+    with pytest.raises(OutputError, match="an export already exists"):
+        main([str(export), "--out", str(tmp / "same")])
+    with pytest.raises(ConfigError, match="--set widths: only calibration_events, .* can change without retraining"):
+        main([str(export), "--out", str(tmp / "new"), "--set", "widths=[8,8]"])
+    with pytest.raises(DataError, match="missing.h5: the export's training file is not there; pass --data"):
+        main([str(export), "--out", str(tmp / "new"), "--data", str(tmp / "missing.h5")])
+    with pytest.raises(DataError, match="is a 'vae' export; recalibrate needs a diffusion export"):
+        (tmp / "vae").mkdir(), (tmp / "vae" / "saved_model").mkdir()
+        (tmp / "vae" / "metadata.json").write_text(json.dumps({"model": "vae"}))
+        main([str(tmp / "vae"), "--out", str(tmp / "new")])
+    assert not (tmp / "new").exists()
+
+
 def test_saved_model_matches_keras_model(cli_run):
     from hep_keras.export import load_keras_model, load_saved_model
 

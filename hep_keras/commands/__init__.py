@@ -18,6 +18,7 @@ COMMANDS: dict[str, str] = {
     "fit": "train a model (vae | ae | diffusion | compressor): run directory, figures, metrics, export",
     "reconstruct": "reconstruct events of an HDF5 file with an exported VAE/AE/diffusion SavedModel",
     "generate": "generate quark/gluon jet images with an exported diffusion SavedModel",
+    "recalibrate": "refit the calibration of a diffusion export (same weights) into a new export",
     "compress": "compress a jet 4-vector table with an exported compressor",
     "decompress": "restore a jet table written by compress",
     "tune": "Keras Tuner search over a model's hyperparameters (local or chief + workers)",
