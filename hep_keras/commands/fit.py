@@ -12,12 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from hep_keras.commands import quiet_tensorflow
-from hep_keras.errors import ConfigError
 from hep_keras.training.config import (
     check_common,
     load_config_file,
     parse_jit_compile,
-    parse_value,
+    parse_set_options,
     resolve_config,
 )
 from hep_keras.training.loop import fit_model
@@ -88,13 +87,7 @@ def config_from_args(args: argparse.Namespace, recipe) -> dict[str, Any]:
     layers: list[tuple[str, dict[str, Any]]] = []
     if args.config:
         layers.append((args.config, load_config_file(args.config)))
-    sets = {}
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
-        sets[key.strip()] = parse_value(value.strip())
-    layers.append(("--set", sets))
+    layers.append(("--set", parse_set_options(args.set)))
     flags = {key: getattr(args, key, None) for key in FLAG_KEYS}  # other commands' parsers may lack some
     if flags["jit_compile"] is not None:
         flags["jit_compile"] = parse_jit_compile(flags["jit_compile"], "--jit-compile")

@@ -52,20 +52,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def recalibration_config(metadata: dict, sets: list[str], source: str) -> dict:
     """The export's config with the ``--set`` overrides (calibration keys only), validated like ``fit``'s."""
-    from hep_keras.training.config import parse_value, resolve_config
+    from hep_keras.training.config import parse_set_options, resolve_config
     from hep_keras.training.recipes import get_recipe, recipe_defaults
 
     recipe = get_recipe("diffusion")
-    overrides = {}
-    for item in sets:
-        key, sep, value = item.partition("=")
-        key = key.strip()
-        if not sep:
-            raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
+    overrides = parse_set_options(sets)
+    for key in overrides:
         if key not in RECALIBRATION_KEYS:
             keys = ", ".join(RECALIBRATION_KEYS)
             raise ConfigError(f"--set {key}: only {keys} can change without retraining (use fit for the rest)")
-        overrides[key] = parse_value(value.strip())
     config = resolve_config({**recipe_defaults(recipe), **metadata["config"]}, ("--set", overrides))
     try:
         recipe.validate(config)
@@ -115,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         model.set_calibration(None)
     seconds = time.perf_counter() - start
-    info = {"model": "diffusion", "config": config, "data": metadata["data"]}
+    info = {"model": "diffusion", "config": config, "data": {**metadata["data"], "path": str(path)}}
     info["recalibrated_from"] = str(export.resolve())
     write_atomically(out, lambda staging: recipe.export(model, config, data, staging), info, overwrite=args.overwrite)
     print(f"recalibrated {export} in {seconds:.0f} s; exported to {out}", file=sys.stderr)

@@ -67,6 +67,17 @@ def parse_value(text: str) -> Any:
         return text
 
 
+def parse_set_options(items: list[str]) -> dict[str, Any]:
+    """``--set KEY=VALUE`` options → ``{key: parsed value}`` (:func:`parse_value`); ConfigError without ``=``."""
+    sets = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
+        sets[key.strip()] = parse_value(value.strip())
+    return sets
+
+
 def load_config_file(path: str | Path) -> dict[str, Any]:
     """Read a flat TOML (``.toml``) or JSON (anything else) config file."""
     path = Path(path)
