@@ -8,7 +8,7 @@ export's ``model.keras``, reads the training events (the file recorded in the ex
 file, same split), runs what ``fit diffusion`` runs after training (``after_training``: the calibration, and
 the drawn hit cells when channels are aimed at them) with the export's config and the ``--set`` overrides, and
 writes a complete new export (SavedModel, ``model.keras``, ``metadata.json``) to ``--out``, atomically. The
-weights are not touched. The default model's 2400 calibration events take about 7 minutes on 2 CPU cores.
+weights are not touched. The default model's 2400 calibration events take about 6 minutes on 2 CPU cores.
 
 Examples::
 
