@@ -23,10 +23,11 @@ SAVED_MODEL_DIR = "saved_model"
 KERAS_FILE = "model.keras"
 
 
-def check_export_target(out_dir: Path, overwrite: bool) -> None:
-    """Fail early (before any training) when ``out_dir`` exists and may not be replaced, or cannot be made."""
+def check_export_target(out_dir: Path, overwrite: bool, option: str = "--export-dir") -> None:
+    """Fail early (before any training) when ``out_dir`` exists and may not be replaced, or cannot be made;
+    ``option`` is the command-line option that names ``out_dir`` (for the error line)."""
     if out_dir.exists() and not overwrite:
-        raise OutputError(f"{out_dir}: an export already exists; pass --overwrite or choose another --export-dir")
+        raise OutputError(f"{out_dir}: an export already exists; pass --overwrite or choose another {option}")
     parent = out_dir.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)

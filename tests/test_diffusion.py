@@ -315,7 +315,7 @@ def test_recalibrate_refits_the_calibration_into_a_new_export(cli_run):
     assert json.loads((tmp / "no_counts" / "metadata.json").read_text())["config"]["calibration_hit_counts"] is False
     assert sorted(p.name for p in export.iterdir()) == before
 
-    with pytest.raises(OutputError, match="an export already exists"):
+    with pytest.raises(OutputError, match="an export already exists; pass --overwrite or choose another --out$"):
         main([str(export), "--out", str(tmp / "same")])
     with pytest.raises(ConfigError, match="--set widths: only calibration_events, .* can change without retraining"):
         main([str(export), "--out", str(tmp / "new"), "--set", "widths=[8,8]"])

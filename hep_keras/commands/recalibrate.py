@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     export, out = Path(args.export), Path(args.out)
     from hep_keras.export import check_export_target, read_metadata
 
-    check_export_target(out, args.overwrite)
+    check_export_target(out, args.overwrite, option="--out")
     metadata = read_metadata(export)
     if metadata.get("model") != "diffusion":
         raise DataError(f"{export}: is a {metadata.get('model')!r} export; recalibrate needs a diffusion export")
