@@ -325,6 +325,11 @@ def test_recalibrate_refits_the_calibration_into_a_new_export(cli_run):
         (tmp / "vae").mkdir(), (tmp / "vae" / "saved_model").mkdir()
         (tmp / "vae" / "metadata.json").write_text(json.dumps({"model": "vae"}))
         main([str(tmp / "vae"), "--out", str(tmp / "new")])
+    with pytest.raises(ConfigError, match="trained on tfds:quark_gluon; recalibrate reads HDF5 training files only"):
+        meta["config"]["data"] = "tfds:quark_gluon"
+        (tmp / "tfds").mkdir(), (tmp / "tfds" / "saved_model").mkdir()
+        (tmp / "tfds" / "metadata.json").write_text(json.dumps(meta))
+        main([str(tmp / "tfds"), "--out", str(tmp / "new")])
     assert not (tmp / "new").exists()
 
 

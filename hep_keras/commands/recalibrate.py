@@ -79,7 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     if metadata.get("model") != "diffusion":
         raise DataError(f"{export}: is a {metadata.get('model')!r} export; recalibrate needs a diffusion export")
     config = recalibration_config(metadata, args.set, str(export))
-    if str(config["data"] or "").startswith("tfds:"):
+    from hep_keras.data.tfds import is_tfds
+
+    if is_tfds(config["data"]):
         raise ConfigError(f"{export}: trained on {config['data']}; recalibrate reads HDF5 training files only")
     path = Path(args.data or metadata["data"]["path"])
     if not path.is_file():
