@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from hep_keras.errors import DataError, OutputError
-from hep_keras.io import atomic_directory
+from hep_keras.io import atomic_directory, unwritable_reason
 
 METADATA_FILE = "metadata.json"
 SAVED_MODEL_DIR = "saved_model"
@@ -33,8 +32,8 @@ def check_export_target(out_dir: Path, overwrite: bool, option: str = "--export-
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise OutputError(f"{parent}: cannot create export directory ({err.strerror or err})") from None
-    if not os.access(parent, os.W_OK):
-        raise OutputError(f"{parent}: export directory is not writable")
+    if reason := unwritable_reason(parent):
+        raise OutputError(f"{parent}: export directory is not writable ({reason})")
 
 
 def versions() -> dict[str, str]:

@@ -20,6 +20,20 @@ from pathlib import Path
 from hep_keras.errors import OutputError
 
 
+def unwritable_reason(directory: str | os.PathLike) -> str | None:
+    """Why no file can be created in the existing ``directory``, or ``None`` when one can. Tried (a temporary
+    file, removed at once), not only asked: ``os.access`` says yes to root on a read-only file system such as
+    ``/proc``, and a long job would then fail only when it writes its result."""
+    if not os.access(directory, os.W_OK):
+        return "permission denied"
+    try:
+        with tempfile.NamedTemporaryFile(prefix=".write-test-", dir=directory):
+            pass
+    except OSError as err:
+        return err.strerror or str(err)
+    return None
+
+
 def check_output_file(path: str | os.PathLike, overwrite: bool = False) -> Path:
     """Validate a file target before any work: not a directory, not existing (unless ``overwrite``), writable."""
     path = Path(path)
@@ -29,8 +43,8 @@ def check_output_file(path: str | os.PathLike, overwrite: bool = False) -> Path:
         raise OutputError(f"{path}: already exists (pass --overwrite to replace it)")
     if not path.parent.is_dir():
         raise OutputError(f"{path}: directory {path.parent} does not exist")
-    if not os.access(path.parent, os.W_OK):
-        raise OutputError(f"{path}: directory {path.parent} is not writable")
+    if reason := unwritable_reason(path.parent):
+        raise OutputError(f"{path}: directory {path.parent} is not writable ({reason})")
     return path
 
 
@@ -46,8 +60,8 @@ def check_output_dir(path: str | os.PathLike, overwrite: bool = False) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise OutputError(f"{path.parent}: cannot create the output directory ({err.strerror or err})") from None
-    if not os.access(path.parent, os.W_OK):
-        raise OutputError(f"{path.parent}: output directory is not writable")
+    if reason := unwritable_reason(path.parent):
+        raise OutputError(f"{path.parent}: output directory is not writable ({reason})")
     return path
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -80,6 +81,25 @@ def test_unwritable_directory(make_jet_file, tmp_path, monkeypatch):
     with pytest.raises(OutputError, match=r"out\.h5: directory .*locked is not writable"):
         prepare(src, locked / "out.h5", progress=False)
     assert list(locked.iterdir()) == []
+
+
+def test_an_unwritable_file_system_is_caught_before_any_work(tmp_path):
+    """/proc takes no new files, though ``os.access`` says it does to root: every output check tries a write
+    (a temporary file, removed) before any work starts, so a long job does not fail only at its last step."""
+    from hep_keras.export import check_export_target
+    from hep_keras.io import check_output_dir, check_output_file, unwritable_reason
+    from hep_keras.training.runs import ensure_writable_dir
+
+    assert unwritable_reason(tmp_path) is None and list(tmp_path.iterdir()) == []
+    assert unwritable_reason("/proc") is not None
+    with pytest.raises(OutputError, match="^/proc: export directory is not writable"):
+        check_export_target(Path("/proc/hep_keras_export"), overwrite=False, option="--out")
+    with pytest.raises(OutputError, match="^/proc/out.h5: directory /proc is not writable"):
+        check_output_file("/proc/out.h5")
+    with pytest.raises(OutputError, match="^/proc: output directory is not writable"):
+        check_output_dir("/proc/recon")
+    with pytest.raises(OutputError, match="^/proc: run directory is not writable"):
+        ensure_writable_dir(Path("/proc"), "run directory")
 
 
 def test_missing_output_directory(make_jet_file, tmp_path):

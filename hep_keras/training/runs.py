@@ -17,12 +17,12 @@ A run directory (default ``runs/<model>``) holds::
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 from hep_keras.errors import ConfigError, OutputError
+from hep_keras.io import unwritable_reason
 
 DONE_MARKER = "DONE"
 
@@ -31,11 +31,10 @@ def ensure_writable_dir(path: Path, what: str) -> Path:
     """Create ``path`` (and parents) and check we can write in it; :class:`OutputError` otherwise."""
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
     except OSError as err:
         raise OutputError(f"{path}: {what} is not writable ({err.strerror or err})") from None
+    if reason := unwritable_reason(path):
+        raise OutputError(f"{path}: {what} is not writable ({reason})")
     return path
 
 
