@@ -511,11 +511,11 @@ def test_full_resolution_default_config_takes_a_training_step():
     assert not np.array_equal(np.array(out_conv.kernel), before) and not np.any(before)
 
 
-def full_resolution_model(slots: int = 2, head_width: int = 0, coordinates: bool = False) -> JetDiffusion:
+def full_resolution_model(slots: int = 2, head_width: int = 0) -> JetDiffusion:
     images = towered_images(8)
     return JetDiffusion(
         image_size=125, widths=[8, 8], embed_dim=8, attention=False, patch=5, hcal_towers=True, slots=slots,
-        head_width=head_width, coordinates=coordinates, **fit_intensity_transform(images),
+        head_width=head_width, **fit_intensity_transform(images),
     )  # fmt: skip
 
 
@@ -618,36 +618,6 @@ def test_hit_slot_model_round_trip_and_sampling_clip():
     assert empty_positions.any() and np.all(x0[empty_positions] != 0)  # not projected to the block's centre
     # x̂0 is clipped to [-1.5, 1.5]: not at -1 (empty), which would cut one side of the scatter around empty
     assert x0.min() == -1.5 and x0.max() == 1.5 and np.any((x0 < -1) & (x0 > -1.5))
-
-
-def test_grid_coordinates_place_each_cell_relative_to_the_jet_axis(tmp_path):
-    """``coordinates=True``: the U-Net's stem reads, beside the noisy cells, each cell's row and column offset
-    of its centre pixel from the image centre (the jet axis) in units of the half-width, its radius and an
-    in-image mask; the network's inputs are unchanged and the model round-trips through a .keras file."""
-    from hep_keras.models.unet import GridCoordinates
-
-    grid = GridCoordinates(125, patch=5, pad_before=1).coordinates(28)  # the default: 25 cells padded 1 + 2
-    np.testing.assert_array_equal(grid[13, 13], [0, 0, 0, 1])  # cell 12 of the image: the axis pixel 62 its centre
-    np.testing.assert_allclose(grid[1, 25], [-60 / 62, 60 / 62, np.hypot(60, 60) / 62, 1], rtol=1e-6)
-    assert grid[..., 3].sum() == 625 and not grid[[0, 26, 27], :, 3].any() and not grid[:, [0, 26, 27], 3].any()
-    partial = GridCoordinates(32, patch=5).coordinates(8)  # 32 pixels: 6 whole blocks, a 2-pixel one, 1 padding
-    np.testing.assert_array_equal(partial[0, :, 3], [1, 1, 1, 1, 1, 1, 1, 0])
-    np.testing.assert_allclose(partial[0, :2, 1], [(2 - 15.5) / 15.5, (7 - 15.5) / 15.5], rtol=1e-6)
-
-    model = full_resolution_model(coordinates=True)
-    assert model.network.get_layer("stem").kernel.shape[2] == 13 + 4 and len(model.network.inputs) == 3
-    noisy = np.random.default_rng(0).normal(size=(2, 26, 26, 13)).astype("float32")
-    seen = np.asarray(model.network.get_layer("coordinates")(noisy))
-    np.testing.assert_array_equal(seen[..., :13], noisy)
-    np.testing.assert_array_equal(seen[1, ..., 13:], GridCoordinates(125, 5, 0).coordinates(26))
-    for network in (model.network, model.ema_network):  # a non-zero output layer: the round trip is not trivial
-        out_conv = network.get_layer("out_conv")
-        out_conv.kernel.assign(np.random.default_rng(1).normal(0, 0.1, out_conv.kernel.shape).astype("float32"))
-    model.save(tmp_path / "coordinates.keras")
-    loaded = keras.models.load_model(tmp_path / "coordinates.keras")
-    assert loaded.coordinates and loaded.get_config()["coordinates"] is True
-    labels = np.array([0, 1], "int32")
-    np.testing.assert_array_equal(np.asarray(loaded.sample(labels, steps=2, seed=3)), model.sample(labels, 2, seed=3))
 
 
 @pytest.mark.parametrize("scale_shift", [False, True], ids=["added-bias", "scale-shift"])
