@@ -340,9 +340,7 @@ class JetDiffusion(LossModel):
             equal in the data); generated HCAL is then uniform on the towers by construction.
         widths, blocks_per_level, attention, embed_dim, dropout, head_width: U-Net settings (:func:`build_unet`;
             ``head_width`` > 0 adds the per-cell head a patch grid needs, see docs/diffusion.md; ``scale_shift``
-            conditions every residual block by FiLM instead of an added bias; ``coordinates`` gives the U-Net's
-            stem each cell's row, column and radius from the jet axis,
-            :class:`~hep_keras.models.unet.GridCoordinates`).
+            conditions every residual block by FiLM instead of an added bias).
         prediction: ``"v"`` or ``"epsilon"``.
         schedule: ``"cosine"`` or ``"linear"`` (:func:`diffusion_schedule`); ``min_signal_rate`` for cosine.
         label_dropout: probability of replacing the label by the null label in training.
@@ -406,7 +404,6 @@ class JetDiffusion(LossModel):
         slots: int = 0,
         head_width: int = 0,
         scale_shift: bool = False,
-        coordinates: bool = False,
         scales=(1.0, 1.0, 1.0),
         log_max=(5.0, 5.0, 5.0),
         thresholds=None,
@@ -441,7 +438,6 @@ class JetDiffusion(LossModel):
         self.dropout = float(dropout)
         self.head_width = int(head_width)
         self.scale_shift = bool(scale_shift)
-        self.coordinates = bool(coordinates)
         self.prediction = prediction
         self.schedule = schedule
         self.min_signal_rate = float(min_signal_rate)
@@ -501,7 +497,6 @@ class JetDiffusion(LossModel):
             "dropout": self.dropout,
             "head_width": self.head_width,
             "scale_shift": self.scale_shift,
-            "coordinates": (self.image_size, self.patch, self.pad_before) if self.coordinates else None,
             "energy_conditioning": self.energy_conditioning,
             "condition_size": max(self.condition_size, 1),
         }
@@ -576,7 +571,6 @@ class JetDiffusion(LossModel):
             "dropout": self.dropout,
             "head_width": self.head_width,
             "scale_shift": self.scale_shift,
-            "coordinates": self.coordinates,
             "prediction": self.prediction,
             "schedule": self.schedule,
             "min_signal_rate": self.min_signal_rate,

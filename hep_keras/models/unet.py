@@ -23,7 +23,6 @@ from __future__ import annotations
 import math
 
 import keras
-import numpy as np
 from keras import layers, ops
 
 
@@ -56,53 +55,6 @@ class SinusoidalEmbedding(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "dim": self.dim, "scale": self.scale, "max_period": self.max_period}
-
-
-@keras.saving.register_keras_serializable(package="hep_keras")
-class GridCoordinates(layers.Layer):
-    """Appends each cell's place in the jet image to its features: ``(N, P, P, C)`` → ``(N, P, P, C + 4)``.
-
-    The four channels are the row and column offset of the cell's centre pixel from the image centre (the jet
-    axis) in units of the image's half-width (``[-1, 1]`` inside the image, beyond it in the padding), their
-    radius, and 1 inside the image / 0 in the padding. A convolutional denoiser otherwise knows where it is only
-    through the zero padding at the grid's border, while a jet image is anything but translation invariant: the
-    core block holds the hottest hit near the axis pixel, the rings fall off with ΔR (CaloDiffusion gives its
-    denoiser the cells' radial positions for the same reason).
-
-    Args:
-        image_size: side ``S`` of the image in pixels; ``patch``: pixels per cell side; ``pad_before``: padding
-            cells before the first image cell (the grid is padded to ``P``).
-    """
-
-    def __init__(self, image_size: int, patch: int = 1, pad_before: int = 0, **kwargs):
-        super().__init__(**kwargs)
-        self.image_size, self.patch, self.pad_before = int(image_size), int(patch), int(pad_before)
-
-    def coordinates(self, padded_size: int) -> np.ndarray:
-        """``(P, P, 4)`` float32: row, column, radius, in-image mask of every cell of the padded grid."""
-        cells = np.arange(padded_size) - self.pad_before
-        half = max((self.image_size - 1) / 2.0, 0.5)
-        offset = (self.patch * cells + (self.patch - 1) / 2.0 - (self.image_size - 1) / 2.0) / half
-        inside_1d = (cells >= 0) & (self.patch * cells < self.image_size)
-        row, col = np.meshgrid(offset, offset, indexing="ij")
-        inside = np.outer(inside_1d, inside_1d)
-        return np.stack([row, col, np.hypot(row, col), inside], axis=-1).astype("float32")
-
-    def call(self, x):
-        grid = ops.convert_to_tensor(self.coordinates(x.shape[1]), dtype=x.dtype)
-        grid = ops.broadcast_to(grid[None], (ops.shape(x)[0], *grid.shape))
-        return ops.concatenate([x, grid], axis=-1)
-
-    def compute_output_shape(self, input_shape):
-        return (*input_shape[:-1], input_shape[-1] + 4)
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "image_size": self.image_size,
-            "patch": self.patch,
-            "pad_before": self.pad_before,
-        }
 
 
 def _groups(width: int, max_groups: int = 8) -> int:
@@ -163,7 +115,6 @@ def build_unet(
     energy_conditioning: bool = False,
     condition_size: int = 1,
     scale_shift: bool = False,
-    coordinates=None,
     name: str = "unet",
 ) -> keras.Model:
     """Build the conditional U-Net (functional ``keras.Model``, see the module docstring).
@@ -187,8 +138,6 @@ def build_unet(
             e.g. the energy and each channel's hit count).
         scale_shift: the embedding scales and shifts each residual block's normalised features (FiLM, see
             :func:`residual_block`) instead of being added before the norm.
-        coordinates: ``None`` or ``(image_size, patch, pad_before)``: the stem also reads each cell's place in
-            the image (:class:`GridCoordinates`); the inputs and output are unchanged.
     """
     height, width, channels = image_shape
     factor = 2 ** (len(widths) - 1)
@@ -212,8 +161,7 @@ def build_unet(
         emb = layers.Add(name="time_label_energy_embedding")([emb, e])
         inputs.append(energies)
 
-    stem_input = noisy if coordinates is None else GridCoordinates(*coordinates, name="coordinates")(noisy)
-    x = layers.Conv2D(widths[0], 3, padding="same", name="stem")(stem_input)
+    x = layers.Conv2D(widths[0], 3, padding="same", name="stem")(noisy)
     skips = [x]
     for level, w in enumerate(widths):
         for block in range(blocks_per_level):

@@ -44,7 +44,7 @@ MONITOR = "val_loss"
 MODEL_KEYS = (
     "widths", "blocks_per_level", "attention", "embed_dim", "dropout", "prediction", "schedule",
     "min_signal_rate", "label_dropout", "ema", "gap", "seed", "patch", "slots", "head_width",
-    "scale_shift", "coordinates", "energy_fractions",
+    "scale_shift", "energy_fractions",
 )  # fmt: skip
 HCAL_GRIDS = ("auto", "tower", "pixel")
 DEFAULTS: dict[str, Any] = {
@@ -60,9 +60,6 @@ DEFAULTS: dict[str, Any] = {
     # 2.20 -> 1.69x floor, HL AUC 0.705 -> 0.697 (one training run each; another training seed moves HL by 0.05,
     # docs/diffusion.md)
     "scale_shift": True,
-    # the U-Net's stem also reads each cell's row, column and radius from the jet axis and an in-image mask
-    # (docs/diffusion.md, session 26)
-    "coordinates": False,
     "attention": True,  # self-attention at the lowest resolution
     "embed_dim": 32,  # sinusoidal time-embedding size
     "dropout": 0.0,
