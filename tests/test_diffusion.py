@@ -279,6 +279,7 @@ def test_fit_cli_writes_run_and_export(cli_run):
         assert (cli_run["run"] / "figures" / f"{figure}.png").is_file()
     table = (cli_run["run"] / "quality_table.md").read_text()
     assert "| hl_auc [AUC] |" in table and "Hits on their 5x5 block's centre pixel" in table
+    assert "(position_prior): this share follows it by construction." in table
     assert "Hits in the outer 5 pixels of each side (left / right / top / bottom), generated / real: " in table
     share = metrics["generation"]["block_centre_share"]
     assert len(share["generated"]) == len(share["real"]) == 3  # per channel (the unit test checks the values)
@@ -286,7 +287,7 @@ def test_fit_cli_writes_run_and_export(cli_run):
     assert meta["reconstruct_args"] == ["images", "steps"] and meta["image_size"] == 12
 
 
-def test_recalibrate_refits_the_calibration_into_a_new_export(cli_run):
+def test_recalibrate_refits_the_calibration_into_a_new_export(cli_run, capsys):
     """``python -m hep_keras.recalibrate``: with the export's own settings it refits exactly the calibration the fit
     made (same weights, sampler, training events and seeds); with a calibration key changed the new export has
     it; the original export is never touched, and bad requests are one error each."""
@@ -314,6 +315,18 @@ def test_recalibrate_refits_the_calibration_into_a_new_export(cli_run):
     np.testing.assert_allclose(changed.calibration, original.calibration, rtol=1e-5, atol=1e-6)  # same per-cell map
     assert json.loads((tmp / "no_counts" / "metadata.json").read_text())["config"]["calibration_hit_counts"] is False
     assert sorted(p.name for p in export.iterdir()) == before
+
+    # the slot positions' prior is part of the sampler: off on request, and added to an export made before it
+    assert main([str(export), "--out", str(tmp / "no_prior"), "--set", "position_prior=false"]) == 0
+    assert load_keras_model(tmp / "no_prior").position_counts is None
+    old = json.loads((tmp / "no_prior" / "metadata.json").read_text())
+    del old["config"]["position_prior"]
+    (tmp / "no_prior" / "metadata.json").write_text(json.dumps(old))
+    assert main([str(tmp / "no_prior"), "--out", str(tmp / "prior_added")]) == 0
+    assert "note: the export predates position_prior" in capsys.readouterr().err
+    assert original.position_counts is not None
+    assert load_keras_model(tmp / "prior_added").position_counts == original.position_counts
+    assert same.position_counts == original.position_counts
 
     with pytest.raises(OutputError, match="an export already exists; pass --overwrite or choose another --out$"):
         main([str(export), "--out", str(tmp / "same")])
@@ -349,6 +362,8 @@ def test_saved_model_matches_keras_model(cli_run):
     )
     assert np.all(np.asarray(model.multiplicity_cells) <= np.asarray(model.multiplicities))  # slots: <= pixels
     assert np.shape(model.overflow_rates) == (3, 7)  # slot_overflow (default): each hit-slot channel (HCAL here) x ring
+    # position_prior (default): slots x hit-slot channels x the 3x3 grid of the 12x12 crop x the 25 pixels of a block
+    assert np.shape(model.position_counts) == (2, 3, 3, 3, 25) and np.sum(model.position_counts) > 0
     labels = tf.constant([0, 1, 1], tf.int32)
     args = (tf.constant(3), tf.constant(7, tf.int64), tf.constant(1.0), tf.constant(0.0))
     expected = np.asarray(model.sample(labels, steps=3, seed=7))

@@ -84,6 +84,7 @@ from hep_keras.models.quantile_calibration import (
     quantile_map,
     ring_of_cells,
 )
+from hep_keras.models.slot_positions import fit_position_counts, position_log_prior, posterior_mean_positions
 from hep_keras.models.unet import build_unet
 
 SCHEDULES = ("cosine", "linear")
@@ -382,6 +383,10 @@ class JetDiffusion(LossModel):
             :func:`~hep_keras.models.hit_slots.fit_overflow` per hit-slot channel and ring of
             :attr:`calibration_rings` (:func:`fit_slot_overflow`): decoding then restores, at random with the
             training events' statistics, the hits beyond the ``slots``-th of a block that the slots drop.
+        position_counts: ``None`` or, with hit slots, the training events' counts of each slot's pixel per slot,
+            hit-slot channel, block and pixel, ``(slots, channels, G, G, patch²)`` (:func:`fit_slot_positions`):
+            x̂0 of the slots' positions is then the exact posterior mean under the prior they give
+            (:mod:`hep_keras.models.slot_positions`) instead of the network's.
         seed: seed of the training noise.
     """
 
@@ -420,6 +425,7 @@ class JetDiffusion(LossModel):
         multiplicity_cells=None,
         overflow_rates=None,
         overflow_fractions=None,
+        position_counts=None,
         seed: int = 0,
         **kwargs,
     ):
@@ -533,6 +539,7 @@ class JetDiffusion(LossModel):
                              f"got {list(calibration_drawn_counts)}")  # fmt: skip
         self.set_multiplicity_cells(multiplicity_cells)
         self._set_overflow(overflow_rates, overflow_fractions)
+        self.set_position_counts(position_counts)
         self.build((None, self.image_size, self.image_size, self.channels))
 
     # --- Keras plumbing -------------------------------------------------------------------------------
@@ -592,6 +599,7 @@ class JetDiffusion(LossModel):
             "calibration_per_class": self.calibration_per_class,
             "calibration_drawn_counts": self.calibration_drawn_counts,
             "multiplicity_cells": self.multiplicity_cells,
+            "position_counts": self.position_counts,
             "seed": self.seed,
         }
 
@@ -882,11 +890,29 @@ class JetDiffusion(LossModel):
             pred_image = ops.clip(pred_image, *X0_CLIP)
             if self.prediction == "v":  # for ε-prediction ε̂ is the network output; keep it
                 pred_noise = (noisy - signal_rate * pred_image) / ops.maximum(noise_rate, 1e-6)
+        if self._position_log_prior is not None:
+            pred_noise, pred_image = self._denoise_positions(noisy, pred_noise, pred_image, noise_rate, signal_rate)
         if self._outside.any():  # the padding is known: x̂0 = -1 there, and ε̂ the noise that x then holds
             outside = ops.convert_to_tensor(self._outside)
             pred_image = ops.where(outside, -1.0, pred_image)
             pred_noise = ops.where(outside, (noisy + signal_rate) / ops.maximum(noise_rate, 1e-6), pred_noise)
         return pred_noise, pred_image
+
+    def _denoise_positions(self, noisy, pred_noise, pred_image, noise_rate, signal_rate):
+        """``(ε̂, x̂0)`` with x̂0 of every slot position the posterior mean under ``position_counts``' prior
+        (:func:`~hep_keras.models.slot_positions.posterior_mean_positions`) and ε̂ the noise ``noisy`` then holds."""
+        slot_values = 3 * self.slots * len(self.fine_channels)
+        shape = (-1, self.padded_size, self.padded_size, slot_values // 3, 3)
+        noisy_slots = ops.reshape(noisy[..., :slot_values], shape)  # (N, P, P, slots · F, [energy, row, col])
+        row, col = posterior_mean_positions(
+            noisy_slots[..., 1], noisy_slots[..., 2], self._position_log_prior, signal_rate, noise_rate, self.patch
+        )
+        energy = ops.reshape(pred_image[..., :slot_values], shape)[..., 0]
+        slots = ops.stack([energy, ops.cast(row, energy.dtype), ops.cast(col, energy.dtype)], axis=-1)
+        slots = ops.reshape(slots, (-1, self.padded_size, self.padded_size, slot_values))
+        pred_image = ops.concatenate([slots, pred_image[..., slot_values:]], axis=-1)
+        noise = (noisy - signal_rate * pred_image) / ops.maximum(noise_rate, 1e-6)
+        return ops.where(ops.convert_to_tensor(self._is_position), noise, pred_noise), pred_image
 
     def ddim_step(self, x, t, t_next, labels, guidance=1.0, eta=0.0, noise=None, clip=True):
         """One DDIM update from time ``t`` to ``t_next`` (either direction; η only when ``t_next < t``).
@@ -1030,6 +1056,27 @@ class JetDiffusion(LossModel):
         start = self.pad_before
         ring = self.ring_of_cell[start : start + self.grid_size, start : start + self.grid_size]  # (G, G)
         self._overflow_tables = (rates, fractions, ring)  # split_overflow's tables and each block's ring
+
+    def set_position_counts(self, counts) -> None:
+        """Set (``None``: remove) the counts behind the slot positions' prior (class docstring, ``position_counts``;
+        :mod:`hep_keras.models.slot_positions`). Refit the calibration after a change: it belongs to the sampler."""
+        self.position_counts = self._position_log_prior = None
+        if counts is None:
+            return
+        counts = np.asarray(counts)
+        expected = (self.slots, len(self.fine_channels), self.grid_size, self.grid_size, self.patch**2)
+        if not self.slots or self.patch == 1 or counts.shape != expected:
+            raise ValueError(f"position_counts need hit slots on patches > 1 and shape {expected}, got {counts.shape}")
+        if (counts.dtype.kind not in "iu" and not np.array_equal(counts, np.round(counts))) or (counts < 0).any():
+            raise ValueError("position_counts must be counts of hits (integers >= 0)")
+        self.position_counts = counts.astype(int).tolist()
+        start = self.pad_before
+        ring = self.ring_of_cell[start : start + self.grid_size, start : start + self.grid_size]
+        log_prior = position_log_prior(counts, ring, len(self.calibration_rings) + 1)  # (K, F, G, G, p²)
+        log_prior = log_prior.transpose(2, 3, 0, 1, 4).reshape(*ring.shape, -1, self.patch**2)  # cell channel order
+        pad = [(self.pad_before, self.pad_after), (self.pad_before, self.pad_after), (0, 0), (0, 0)]
+        #: (P, P, slots · F, p²): the padding's is uniform (its x̂0 is held at -1 anyway, :meth:`denoise`)
+        self._position_log_prior = np.pad(log_prior, pad, constant_values=-np.log(self.patch**2))
 
     def calibrate(self, y, energies=None, labels=None, counts=None):
         """Normalised, padded ``(N, P, P, K)`` → the same with every energy channel through the quantile map of
@@ -1432,6 +1479,14 @@ def fit_slot_overflow(
     fine = images[..., :-1] if hcal_towers else images
     rates, fractions = fit_overflow(fine, patch, slots, ring_of_cells(grid, grid, rings), len(rings) + 1)
     return {"overflow_rates": rates, "overflow_fractions": fractions}
+
+
+def fit_slot_positions(images: np.ndarray, patch: int, slots: int, hcal_towers: bool) -> dict[str, list]:
+    """``{"position_counts"}`` of a :class:`JetDiffusion` with these ``patch``, ``slots`` and ``hcal_towers``,
+    fitted on training images ``(N, S, S, C)`` GeV (:func:`~hep_keras.models.slot_positions.fit_position_counts`
+    of the hit-slot channels)."""
+    fine = images[..., :-1] if hcal_towers else images
+    return {"position_counts": fit_position_counts(fine, patch, slots).tolist()}
 
 
 def representation_round_trip(model: JetDiffusion, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
