@@ -20,10 +20,13 @@ Pipeline inside the model (all invertible, so the exported graph takes and retur
    channel, so nothing is resized or smoothed and the round trip is exact. ``patch = 1`` is the pixel grid.
    With ``slots`` K > 0 (the recipe's default, 2) the sparse channels enter instead as the K hottest hits of each
    block, three dense numbers each (:mod:`hep_keras.models.hit_slots`: transformed energy, row, column), so a
-   cell holds 13 numbers instead of 51; an empty slot's position is left out of the loss (and left as the network
-   has it in x̂0 while sampling). The grid is padded with ``-1`` (0 GeV) to a multiple of ``2 ** (len(widths) - 1)``
-   (25 → 28); outputs are cropped back and the padding is excluded from the loss, which weights a tower by
-   its p² pixels so that it is the per-pixel MSE (with slots: every slot number 1, a tower a third of the cell).
+   cell holds 13 numbers instead of 51; an empty slot's position is left out of the loss. The network does not
+   learn where a hit sits in its block; with ``position_counts`` (the recipe's default) x̂0 of the positions is
+   the exact posterior mean under the training events' distribution of each slot's pixel per block instead
+   (:mod:`hep_keras.models.slot_positions`). The grid is padded with ``-1`` (0 GeV) to a multiple of
+   ``2 ** (len(widths) - 1)`` (25 → 28); outputs are cropped back and the padding is excluded from the loss,
+   which weights a tower by its p² pixels so that it is the per-pixel MSE (with slots: every slot number 1, a
+   tower a third of the cell).
    While sampling, the padding's predicted clean value is held at -1 (:meth:`JetDiffusion.denoise`).
 3. The variance-preserving forward process ``x_t = α(t) x_0 + σ(t) ε``, ``α² + σ² = 1``, ``t ∈ [0, 1]`` with
    :func:`diffusion_schedule` (``"cosine"``: α = cos(t · arccos(α_min)); ``"linear"``: the DDPM linear β from
@@ -875,7 +878,9 @@ class JetDiffusion(LossModel):
         (soft, peripheral hits) to its block's centre pixel (docs/diffusion.md, "the dot grid"). Outside the image
         (the grid's padding) x̂0 is its known value -1 and ε̂ the noise that ``noisy`` then holds, so the padding
         of x_t is distributed as in training at every step: left as the network had it (it is out of the loss),
-        it drifted and the image's border next to it filled with hits (docs/diffusion.md, "the edge artefact")."""
+        it drifted and the image's border next to it filled with hits (docs/diffusion.md, "the edge artefact").
+        With ``position_counts`` x̂0 of every slot position is the exact posterior mean under their prior instead of
+        the network's (:meth:`_denoise_positions`; clipped or not)."""
         batch = ops.shape(noisy)[0]
         times = ops.full((batch,), t, dtype="float32")
         noise_rate, signal_rate = self.schedule_rates(t)
