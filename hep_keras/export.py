@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from hep_keras.errors import DataError, OutputError
-from hep_keras.io import atomic_directory, unwritable_reason
+from hep_keras.io import atomic_directory, ensure_writable_dir
 
 METADATA_FILE = "metadata.json"
 SAVED_MODEL_DIR = "saved_model"
@@ -27,13 +27,7 @@ def check_export_target(out_dir: Path, overwrite: bool, option: str = "--export-
     ``option`` is the command-line option that names ``out_dir`` (for the error line)."""
     if out_dir.exists() and not overwrite:
         raise OutputError(f"{out_dir}: an export already exists; pass --overwrite or choose another {option}")
-    parent = out_dir.parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise OutputError(f"{parent}: cannot create export directory ({err.strerror or err})") from None
-    if reason := unwritable_reason(parent):
-        raise OutputError(f"{parent}: export directory is not writable ({reason})")
+    ensure_writable_dir(out_dir.parent, "export directory")
 
 
 def versions() -> dict[str, str]:

@@ -34,6 +34,19 @@ def unwritable_reason(directory: str | os.PathLike) -> str | None:
     return None
 
 
+def ensure_writable_dir(path: str | os.PathLike, what: str) -> Path:
+    """Create the directory ``path`` (and its parents) and check that files can be written in it; one
+    :class:`OutputError` line naming it as ``what`` (e.g. "run directory") otherwise."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OutputError(f"{path}: {what} is not writable ({err.strerror or err})") from None
+    if reason := unwritable_reason(path):
+        raise OutputError(f"{path}: {what} is not writable ({reason})")
+    return path
+
+
 def check_output_file(path: str | os.PathLike, overwrite: bool = False) -> Path:
     """Validate a file target before any work: not a directory, not existing (unless ``overwrite``), writable."""
     path = Path(path)
@@ -56,12 +69,7 @@ def check_output_dir(path: str | os.PathLike, overwrite: bool = False) -> Path:
         raise OutputError(f"{path}: exists and is not a directory")
     if path.is_dir() and any(path.iterdir()) and not overwrite:
         raise OutputError(f"{path}: exists and is not empty; pass --overwrite or choose another output directory")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise OutputError(f"{path.parent}: cannot create the output directory ({err.strerror or err})") from None
-    if reason := unwritable_reason(path.parent):
-        raise OutputError(f"{path.parent}: output directory is not writable ({reason})")
+    ensure_writable_dir(path.parent, "output directory")
     return path
 
 

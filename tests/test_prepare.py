@@ -87,8 +87,7 @@ def test_an_unwritable_file_system_is_caught_before_any_work(tmp_path):
     """/proc takes no new files, though ``os.access`` says it does to root: every output check tries a write
     (a temporary file, removed) before any work starts, so a long job does not fail only at its last step."""
     from hep_keras.export import check_export_target
-    from hep_keras.io import check_output_dir, check_output_file, unwritable_reason
-    from hep_keras.training.runs import ensure_writable_dir
+    from hep_keras.io import check_output_dir, check_output_file, ensure_writable_dir, unwritable_reason
 
     assert unwritable_reason(tmp_path) is None and list(tmp_path.iterdir()) == []
     assert unwritable_reason("/proc") is not None

@@ -22,20 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from hep_keras.errors import ConfigError, OutputError
-from hep_keras.io import unwritable_reason
+from hep_keras.io import ensure_writable_dir
 
 DONE_MARKER = "DONE"
-
-
-def ensure_writable_dir(path: Path, what: str) -> Path:
-    """Create ``path`` (and parents) and check we can write in it; :class:`OutputError` otherwise."""
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise OutputError(f"{path}: {what} is not writable ({err.strerror or err})") from None
-    if reason := unwritable_reason(path):
-        raise OutputError(f"{path}: {what} is not writable ({reason})")
-    return path
 
 
 def check_run_dir(run_dir: Path, overwrite: bool) -> None:

@@ -83,9 +83,10 @@ def run_search(name: str, config: dict[str, Any], options: SearchOptions) -> dic
 
     from hep_keras.data import data_errors
     from hep_keras.export import check_export_target
+    from hep_keras.io import ensure_writable_dir
     from hep_keras.training.distribute import make_strategy
     from hep_keras.training.recipes import get_recipe
-    from hep_keras.training.runs import ensure_writable_dir, set_precision
+    from hep_keras.training.runs import set_precision
     from hep_keras.training.tuning.hypermodel import RecipeHyperModel, is_chief, make_tuner
     from hep_keras.training.tuning.objectives import objective_reference
     from hep_keras.training.tuning.results import write_results
