@@ -910,13 +910,7 @@ class JetDiffusion(LossModel):
         shape = (-1, self.padded_size, self.padded_size, slot_values // 3, 3)
         noisy_slots = ops.reshape(noisy[..., :slot_values], shape)  # (N, P, P, slots · F, [energy, row, col])
         row, col = posterior_mean_positions(
-            noisy_slots[..., 1],
-            noisy_slots[..., 2],
-            self._position_log_prior,
-            signal_rate,
-            noise_rate,
-            self.patch,
-            self.slots,
+            noisy_slots[..., 1], noisy_slots[..., 2], self._position_log_prior, signal_rate, noise_rate, self.patch
         )
         energy = ops.reshape(pred_image[..., :slot_values], shape)[..., 0]
         slots = ops.stack([energy, ops.cast(row, energy.dtype), ops.cast(col, energy.dtype)], axis=-1)

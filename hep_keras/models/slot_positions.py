@@ -76,27 +76,13 @@ def position_log_prior(counts, ring_of_block: np.ndarray, rings: int | None = No
     return np.log(prior / prior.sum(axis=-1, keepdims=True)).astype("float32")
 
 
-def posterior_mean_positions(row, col, log_prior, signal_rate, noise_rate, patch: int, slots: int = 1):
+def posterior_mean_positions(row, col, log_prior, signal_rate, noise_rate, patch: int):
     """``E[x0 | x_t]`` of slot positions: ``row``, ``col`` ``(N, H, W, S)`` noisy positions at one time with
     ``(noise_rate σ, signal_rate α)`` (scalars), ``log_prior`` ``(H, W, S, p²)`` (numpy). Returns the posterior
-    means ``(row, col)``, each ``(N, H, W, S)`` float32 (see the module docstring).
-
-    ``slots`` > 1: the ``S`` positions are ``slots`` groups (slot-major, as the cell channels) of one block's
-    hits, which never share a pixel: each slot's weights are multiplied by the probability that no earlier slot
-    of its channel holds that pixel (``1 - w`` of each, renormalised), so that two slots do not decode onto one
-    pixel (where their energies would add up to one hit)."""
+    means ``(row, col)``, each ``(N, H, W, S)`` float32 (see the module docstring)."""
     level_rows, level_cols = (ops.convert_to_tensor(v) for v in position_levels(patch))
     alpha, sigma = ops.cast(signal_rate, "float32"), ops.cast(noise_rate, "float32")
     row, col = ops.cast(row, "float32")[..., None], ops.cast(col, "float32")[..., None]
     distance = ops.square(row - alpha * level_rows) + ops.square(col - alpha * level_cols)  # (N, H, W, S, p²)
     weights = ops.softmax(ops.convert_to_tensor(log_prior) - distance / (2.0 * ops.maximum(sigma * sigma, 1e-12)))
-    if slots > 1:
-        groups = ops.split(weights, slots, axis=-2)  # each (N, H, W, S / slots, p²): one slot of every channel
-        free, kept = 1.0 - groups[0], [groups[0]]
-        for group in groups[1:]:
-            left = group * free
-            total = ops.sum(left, axis=-1, keepdims=True)
-            kept.append(ops.where(total > 1e-20, left / ops.maximum(total, 1e-20), group))  # nothing left: as is
-            free = free * (1.0 - kept[-1])
-        weights = ops.concatenate(kept, axis=-2)
     return ops.sum(weights * level_rows, axis=-1), ops.sum(weights * level_cols, axis=-1)
